@@ -527,6 +527,7 @@ class Result:
     elapsed: float
     secrets_dir: Path
     args: list[str]
+    pid: int = 0
 
     @property
     def err(self) -> str:
@@ -636,27 +637,35 @@ class Runner:
         argv = [str(crunch_secrets_bin())] + [a.replace("{probe}", pb) for a in args]
         if wait and args and args[0] in ("run", "check") and not any(a == "--wait" or a.startswith("--wait=") for a in args):
             argv[2:2] = ["--wait", wait]
+        if isinstance(stdin, bytes):
+            stdin_arg = subprocess.PIPE
+        elif stdin is None:
+            stdin_arg = subprocess.DEVNULL
+        else:
+            stdin_arg = stdin
         start = time.monotonic()
+        proc = subprocess.Popen(
+            argv, env=full_env, stdin=stdin_arg,
+            stdout=stdout if stdout is not None else subprocess.PIPE, stderr=subprocess.PIPE,
+        )
         try:
-            proc = subprocess.run(
-                argv, env=full_env, stdin=stdin if stdin is not None and not isinstance(stdin, bytes) else (
-                    subprocess.PIPE if isinstance(stdin, bytes) else subprocess.DEVNULL),
-                input=stdin if isinstance(stdin, bytes) else None,
-                stdout=stdout if stdout is not None else subprocess.PIPE,
-                stderr=subprocess.PIPE, timeout=timeout,
-            )
-        except subprocess.TimeoutExpired as e:
-            self.scan(e.stdout or b"", "stdout (timed out)")
-            self.scan(e.stderr or b"", "stderr (timed out)")
+            out, err = proc.communicate(stdin if isinstance(stdin, bytes) else None, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            self.scan(out or b"", "stdout (timed out)")
+            self.scan(err or b"", "stderr (timed out)")
             fail(f"crunch-secrets timed out after {timeout}s: {argv[1:3]}")
         elapsed = time.monotonic() - start
-        out = proc.stdout if isinstance(proc.stdout, bytes) else b""
+        out = out or b""
         self.scan(out, "stdout")
-        self.scan(proc.stderr, "stderr")
+        self.scan(err, "stderr")
         report = None
         if report_path.exists():
             report = json.loads(report_path.read_bytes().decode("utf-8", "surrogateescape"))
-        return Result(proc.returncode, out, proc.stderr, report, elapsed, sdir, argv)
+        res = Result(proc.returncode, out, err, report, elapsed, sdir, argv)
+        res.pid = proc.pid
+        return res
 
     def scan(self, data: bytes, where: str) -> None:
         self.scanned.append((where, data))
