@@ -1,0 +1,34 @@
+// The `run` and `check` commands, called by main() after argument parsing.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "crunchsecrets/core/auth.hpp"
+#include "crunchsecrets/core/deliver.hpp"
+
+namespace cs::core {
+
+struct CommonOptions {
+  std::string manifest;
+  bool no_manifest = false;
+  std::string secrets_dir;
+  bool allow_non_tmpfs = false;
+  bool argv_templates = false;
+  bool no_env_refs = false;
+  AuthOptions auth;
+  bool pass_auth_env = false;
+  bool scrub_arvados_token = false;
+  std::string vault_addr;
+  std::chrono::milliseconds wait{60000};
+  std::vector<std::string> command;
+};
+
+// Runs COMMAND with its secrets. Returns only on failure (an exit code); throws `core::Error`.
+int run_command(const CommonOptions& options);
+
+// Validates and prints the plan; with `online`, checks capabilities in Vault.
+int check_command(const CommonOptions& options, bool online, bool json);
+
+} // namespace cs::core

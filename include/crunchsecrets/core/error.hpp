@@ -1,0 +1,42 @@
+// Application errors: each carries the documented exit code (README.md, "Exit codes").
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+#include <fmt/format.h>
+
+namespace cs::core {
+
+enum class ExitCode : int {
+  ok = 0,
+  usage = 64,
+  invalid_input = 65,
+  no_input = 66,
+  unavailable = 69,
+  internal = 70,
+  cannot_create = 73,
+  protocol = 76,
+  permission_denied = 77,
+  config = 78,
+  not_found = 79,
+  auth_failed = 80,
+  not_executable = 126,
+  command_not_found = 127,
+};
+
+// An error that ends crunch-secrets before the command starts. `what()` is one line that
+// names the reference, file:line or path and says what to do; it never holds a value.
+class Error : public std::runtime_error {
+public:
+  Error(ExitCode code, const std::string& message) : std::runtime_error(message), m_code(code) {}
+  template <typename... Args>
+  Error(ExitCode code, fmt::format_string<Args...> f, Args&&... args)
+      : std::runtime_error(fmt::format(f, std::forward<Args>(args)...)), m_code(code) {}
+  ExitCode code() const noexcept { return m_code; }
+
+private:
+  ExitCode m_code;
+};
+
+} // namespace cs::core

@@ -1,0 +1,54 @@
+// The plan: every reference found in the environment, the manifest and (opt-in) the
+// arguments, reduced to a set of unique Vault reads. Built offline; `check` prints it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "crunchsecrets/core/manifest.hpp"
+#include "crunchsecrets/vault/client.hpp"
+
+namespace cs::core {
+
+// An environment variable whose value has references.
+struct EnvAssignment {
+  std::string name;
+  Template value;
+  std::string origin; // "environment" or "file:line"
+};
+
+// Where one unique read comes from: the path, the version, and the engine it must be.
+struct Fetch {
+  vault::ReadSpec read;
+  Engine engine = Engine::automatic;
+  std::string first_user; // the first reference or manifest secret that needs it
+};
+
+struct Plan {
+  const Manifest* manifest = nullptr; // may be null
+  std::vector<EnvAssignment> env;      // inherited-env references, then manifest env
+  std::vector<FileSpec> files;
+  bool argv_templates = false;
+  std::vector<Template> argv;          // parsed COMMAND and ARGs
+  std::vector<std::string> argv_text;  // COMMAND and ARGs as given
+  std::vector<Fetch> fetches;
+
+  // Index into `fetches` for a path and version (asserts it exists).
+  std::size_t fetch_index(const std::string& path, const std::optional<std::uint64_t>& version) const;
+  // The fetch index and the key (if any) that `ref` reads.
+  std::size_t fetch_for(const Ref& ref) const;
+};
+
+struct PlanInput {
+  const Manifest* manifest = nullptr;
+  std::vector<std::string> environ; // "NAME=VALUE" strings
+  bool env_refs = true;
+  bool argv_templates = false;
+  std::vector<std::string> argv;
+};
+
+// Builds the plan. Throws `core::Error` (invalid_input) naming the variable, argument or
+// manifest file:line of a bad reference.
+Plan build_plan(const PlanInput& input);
+
+} // namespace cs::core

@@ -1,0 +1,67 @@
+// The reference grammar (README.md, "References"): `vault:<path>#<key>[#<version>]` as a whole
+// value, `${vault:...}` and `${secret:<name>[#<key>]}` inside templates, `$${` as a literal.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "crunchsecrets/util/result.hpp"
+
+namespace cs::core {
+
+// One value at a Vault API path.
+struct VaultRef {
+  std::string path;
+  std::string key;
+  std::optional<std::uint64_t> version;
+  bool operator==(const VaultRef&) const = default;
+};
+
+// A secret named in the manifest, optionally one of its keys.
+struct NamedRef {
+  std::string name;
+  std::optional<std::string> key;
+  bool operator==(const NamedRef&) const = default;
+};
+
+using Ref = std::variant<VaultRef, NamedRef>;
+
+// Renders `ref` as it is written (`vault:path#key#3`, `secret:name#key`) for messages.
+std::string describe(const Ref& ref);
+
+// A literal text piece or a reference, in template order.
+struct Segment {
+  std::string literal;
+  std::optional<Ref> ref;
+};
+
+// A parsed template: literal text interleaved with references.
+struct Template {
+  std::vector<Segment> segments;
+  bool has_refs() const;
+};
+
+// Checks the grammar of an API path (segments of [A-Za-z0-9_.@=+-], no "." or "..").
+util::Status validate_path(std::string_view path);
+
+// Parses `text` after the "vault:" prefix: `<path>#<key>[#<version>]`.
+util::Result<VaultRef> parse_vault_ref(std::string_view text);
+
+// Parses `text` as a whole-value reference when it starts with "vault:". Returns nullopt when
+// it does not start with "vault:", an error when it does but is malformed.
+util::Result<std::optional<VaultRef>> parse_whole_value(std::string_view text);
+
+// Parses `${...}` references and `$${` escapes in `text`. `${secret:...}` is accepted only
+// when `allow_named`. Any other `${` is kept literally (so shell-style `${HOME}` survives);
+// errors name the 1-based column.
+util::Result<Template> parse_template(std::string_view text, bool allow_named);
+
+// True when `text` holds a `${vault:...}` or `${secret:...}` reference, well formed or not;
+// used to refuse references in arguments without --argv-templates.
+bool looks_like_reference(std::string_view text);
+
+} // namespace cs::core

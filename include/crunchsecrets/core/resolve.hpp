@@ -1,0 +1,47 @@
+// Turning fetched secrets into values: reference lookup, templates, and file formats.
+#pragma once
+
+#include <vector>
+
+#include "crunchsecrets/core/plan.hpp"
+#include "crunchsecrets/util/secret.hpp"
+
+namespace cs::core {
+
+// The fetched data of a plan, in the order of `plan.fetches`.
+class Resolver {
+public:
+  Resolver(const Plan& plan, std::vector<vault::Fetched> fetched);
+
+  // Checks each fetch against the engine its users require. Throws `core::Error`.
+  void check_engines() const;
+
+  // The value `ref` names: a string value verbatim, anything else as compact JSON; a whole
+  // object when no key applies. Throws not_found naming the reference and `where`.
+  util::Secret value(const Ref& ref, const std::string& where) const;
+
+  // The JSON node `ref` names (the whole object when no key applies).
+  const util::SecretJson& node(const Ref& ref, const std::string& where) const;
+
+  // Substitutes every reference in `tmpl`.
+  util::Secret render(const Template& tmpl, const std::string& where) const;
+
+  // Renders a file's content in its format.
+  util::Secret render_file(const FileSpec& file) const;
+
+private:
+  const Plan& m_plan;
+  std::vector<vault::Fetched> m_fetched;
+};
+
+// Format renderers, public for unit tests. `object` must be a JSON object for the
+// key/value formats; errors name `where`.
+util::Secret render_dotenv(const util::SecretJson& object, const std::string& where);
+util::Secret render_ini(const util::SecretJson& object, const std::string& section,
+                        const std::string& where);
+util::Secret render_aws_credentials(const util::SecretJson& object, const std::string& profile,
+                                    const std::string& where);
+// A string node verbatim, anything else as compact JSON.
+util::Secret node_text(const util::SecretJson& node);
+
+} // namespace cs::core

@@ -1,0 +1,88 @@
+// The Vault client: login methods, parallel reads, capability checks, and the retry policy
+// (README.md, "Vault connection"). Errors are `core::Error` with the documented exit codes.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/vault/config.hpp"
+#include "crunchsecrets/vault/transport.hpp"
+
+namespace cs::vault {
+
+// True when a response should be retried: no HTTP response, 412, 429, or 5xx except 501.
+bool is_retryable(const Response& response);
+
+// Delay before retry number `attempt` (0-based): full jitter over 100 ms doubling to 2 s.
+std::chrono::milliseconds backoff_delay(unsigned attempt, std::mt19937_64& rng);
+
+// A secret read from Vault. `data` is the object of values (`data.data` for KV v2).
+struct Fetched {
+  util::SecretJson data;
+  bool kv2 = false;
+  std::optional<std::uint64_t> version;
+  std::string lease_id;
+  std::int64_t lease_duration = 0;
+  bool renewable = false;
+};
+
+// What to read: an API path (without query) and an optional KV v2 version.
+struct ReadSpec {
+  std::string path;
+  std::optional<std::uint64_t> version;
+  std::string describe; // the reference as written, for messages
+};
+
+class Client {
+public:
+  Client(Config config, Transport& transport, Clock::time_point deadline);
+
+  // Uses `token` as the client token (no request is made).
+  void use_token(util::Secret token);
+  // AppRole: POST auth/<mount>/login {"role_id","secret_id"}.
+  void login_approle(const std::string& mount, const util::Secret& role_id,
+                     const util::Secret& secret_id);
+  // Unwraps a response-wrapping token (single use) and takes the wrapped client token.
+  void login_wrapped(const util::Secret& wrapping_token);
+  // Arvados: POST auth/<mount>/login {"role": role, "arvados_token": token}.
+  void login_arvados(const std::string& mount, const std::string& role,
+                     const util::Secret& arvados_token);
+
+  // Reads every spec in parallel (one batch, retried as a batch of the failures). Throws on
+  // the first failure after all responses are in.
+  std::vector<Fetched> read_all(const std::vector<ReadSpec>& specs);
+
+  // Asks sys/capabilities-self for `paths`; returns each path's capabilities.
+  std::vector<std::vector<std::string>> capabilities(const std::vector<std::string>& paths);
+
+  bool logged_in() const { return !m_token.empty(); }
+  const std::string& address() const { return m_config.address; }
+
+private:
+  // Sends `requests` with retries until the deadline; returns final responses.
+  std::vector<Response> send(const std::vector<Request>& requests);
+  void take_auth(const Response& response, const std::string& what);
+  // Throws the `core::Error` that a failed `r` for `what` means.
+  [[noreturn]] void fail(const Response& r, const std::string& what, core::ExitCode on_400,
+                         const std::string& hint_403) const;
+  Fetched parse_read(const ReadSpec& spec, const Response& r) const;
+
+  Config m_config;
+  Transport& m_transport;
+  Clock::time_point m_deadline;
+  util::Secret m_token;
+  std::mt19937_64 m_rng;
+  std::vector<util::Secret> m_credentials; // copies, redacted from server messages
+  Clock::time_point m_start;
+};
+
+// The first message of a Vault error body (`{"errors":[...]}`), cleaned to one printable line
+// of at most 200 characters, with any of `credentials` replaced by "[redacted]".
+std::string server_message(const util::SecureString& body,
+                           const std::vector<util::Secret>& credentials = {});
+
+} // namespace cs::vault

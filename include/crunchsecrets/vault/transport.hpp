@@ -1,0 +1,42 @@
+// The HTTP boundary to Vault, behind an interface so the client's retry and parsing logic can
+// be tested with a scripted double (ninja's DiskInterface pattern).
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "crunchsecrets/util/secret.hpp"
+
+namespace cs::vault {
+
+using Clock = std::chrono::steady_clock;
+
+// One Vault API request. `path` is relative to `/v1/` and may carry a query string.
+struct Request {
+  std::string method = "GET";
+  std::string path;
+  util::Secret body;                   // JSON, or empty
+  const util::Secret* token = nullptr; // sent as X-Vault-Token when not null
+};
+
+// One response. `status` is 0 when no HTTP response arrived; `transport_error` then says why.
+struct Response {
+  long status = 0;
+  util::SecureString body;
+  std::string transport_error;
+  bool http_ok() const { return status >= 200 && status < 300; }
+};
+
+class Transport {
+public:
+  virtual ~Transport() = default;
+  // Performs all `requests` concurrently and returns their responses in the same order. No
+  // request may outlive `deadline`.
+  virtual std::vector<Response> perform(const std::vector<const Request*>& requests,
+                                        Clock::time_point deadline) = 0;
+  // Counts HTTP requests sent so far (for tests and --verbose timing lines).
+  virtual std::size_t requests_sent() const = 0;
+};
+
+} // namespace cs::vault

@@ -1,0 +1,147 @@
+#include "crunchsecrets/core/auth.hpp"
+
+#include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/util/fs.hpp"
+#include "crunchsecrets/util/log.hpp"
+
+namespace cs::core {
+
+using util::Secret;
+
+namespace {
+
+bool has(const vault::EnvLookup& env, const char* name) {
+  auto v = env(name);
+  return v && !v->empty();
+}
+
+Secret from_file(const std::string& path, const std::string& what) {
+  auto r = util::read_secret_file(path);
+  if (!r) {
+    throw Error(ExitCode::no_input, "{}: {}: check the path", what, r.error());
+  }
+  if (r->empty()) {
+    throw Error(ExitCode::config, "{} file {} is empty", what, path);
+  }
+  return Secret(std::move(*r));
+}
+
+Secret from_env(const vault::EnvLookup& env, std::initializer_list<const char*> names) {
+  for (const char* n : names) {
+    if (auto v = env(n); v && !v->empty()) {
+      Secret s(*v);
+      util::wipe(v->data(), v->size());
+      return s;
+    }
+  }
+  return Secret();
+}
+
+} // namespace
+
+AuthOptions merge_auth(AuthOptions o, const Manifest* manifest, const vault::EnvLookup& env) {
+  if (manifest != nullptr) {
+    const AuthSpec& a = manifest->auth;
+    if (o.method == "auto" && !a.method.empty()) {
+      o.method = a.method;
+    }
+    const std::string method = o.method;
+    if (!a.role.empty()) {
+      if (method == "approle" && o.role_id.empty() && o.role_id_file.empty()) {
+        o.role_id = a.role;
+      } else if (method != "approle" && o.arvados_role.empty()) {
+        o.arvados_role = a.role;
+      }
+    }
+    if (!a.mount.empty()) {
+      if (method == "approle" && o.approle_mount == "approle") {
+        o.approle_mount = a.mount;
+      } else if (method != "approle" && o.arvados_mount == "arvados") {
+        o.arvados_mount = a.mount;
+      }
+    }
+  }
+  if (o.arvados_role.empty()) {
+    auto r = env("CRUNCH_SECRETS_ARVADOS_ROLE");
+    o.arvados_role = r && !r->empty() ? *r : "default";
+  }
+  if (o.role_id.empty() && o.role_id_file.empty()) {
+    if (auto r = env("CRUNCH_SECRETS_ROLE_ID"); r && !r->empty()) {
+      o.role_id = *r;
+    }
+  }
+  return o;
+}
+
+std::string choose_method(const AuthOptions& o, const vault::EnvLookup& env) {
+  if (o.method != "auto") {
+    return o.method;
+  }
+  if (has(env, "BAO_TOKEN") || has(env, "VAULT_TOKEN") || !o.token_file.empty()) {
+    return "token";
+  }
+  if (!o.wrapped_token_file.empty() || has(env, "CRUNCH_SECRETS_WRAPPED_TOKEN")) {
+    return "wrapped";
+  }
+  if ((!o.role_id.empty() || !o.role_id_file.empty()) &&
+      (!o.secret_id_file.empty() || has(env, "CRUNCH_SECRETS_SECRET_ID"))) {
+    return "approle";
+  }
+  if (has(env, "ARVADOS_API_TOKEN") || !o.arvados_token_file.empty()) {
+    return "arvados";
+  }
+  throw Error(ExitCode::config,
+              "no Vault credentials found: set VAULT_TOKEN, pass --token-file, provide an AppRole "
+              "(--role-id and --secret-id-file), a wrapped token (--wrapped-token-file), or run "
+              "with ARVADOS_API_TOKEN for --auth arvados");
+}
+
+void login(vault::Client& client, const AuthOptions& o, const vault::EnvLookup& env) {
+  const std::string method = choose_method(o, env);
+  util::log::debug("authenticating with method {}", method);
+  if (method == "token") {
+    Secret token = !o.token_file.empty() ? from_file(o.token_file, "--token-file")
+                                         : from_env(env, {"BAO_TOKEN", "VAULT_TOKEN"});
+    if (token.empty()) {
+      throw Error(ExitCode::config, "--auth token: set VAULT_TOKEN (or BAO_TOKEN) or pass "
+                                    "--token-file");
+    }
+    client.use_token(std::move(token));
+  } else if (method == "wrapped") {
+    Secret w = !o.wrapped_token_file.empty()
+                   ? from_file(o.wrapped_token_file, "--wrapped-token-file")
+                   : from_env(env, {"CRUNCH_SECRETS_WRAPPED_TOKEN"});
+    if (w.empty()) {
+      throw Error(ExitCode::config, "--auth wrapped: pass --wrapped-token-file or set "
+                                    "CRUNCH_SECRETS_WRAPPED_TOKEN");
+    }
+    client.login_wrapped(w);
+  } else if (method == "approle") {
+    Secret role_id = !o.role_id_file.empty() ? from_file(o.role_id_file, "--role-id-file")
+                                             : Secret(o.role_id);
+    Secret secret_id = !o.secret_id_file.empty() ? from_file(o.secret_id_file, "--secret-id-file")
+                                                 : from_env(env, {"CRUNCH_SECRETS_SECRET_ID"});
+    if (role_id.empty() || secret_id.empty()) {
+      throw Error(ExitCode::config, "--auth approle needs a role id (--role-id, --role-id-file or "
+                                    "CRUNCH_SECRETS_ROLE_ID) and a secret id (--secret-id-file or "
+                                    "CRUNCH_SECRETS_SECRET_ID)");
+    }
+    client.login_approle(o.approle_mount, role_id, secret_id);
+  } else if (method == "arvados") {
+    Secret token = !o.arvados_token_file.empty()
+                       ? from_file(o.arvados_token_file, "--arvados-token-file")
+                       : from_env(env, {"ARVADOS_API_TOKEN"});
+    if (token.empty()) {
+      throw Error(ExitCode::config, "--auth arvados: ARVADOS_API_TOKEN is not set (run the "
+                                    "container with runtime_constraints.API: true) and no "
+                                    "--arvados-token-file was given");
+    }
+    client.login_arvados(o.arvados_mount, o.arvados_role, token);
+  } else {
+    throw Error(ExitCode::usage, "unknown auth method '{}': use auto, token, approle, wrapped or "
+                                 "arvados",
+                method);
+  }
+}
+
+} // namespace cs::core

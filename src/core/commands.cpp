@@ -1,0 +1,336 @@
+#include "crunchsecrets/core/commands.hpp"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+
+#include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/util/log.hpp"
+#include "crunchsecrets/vault/curl_transport.hpp"
+
+extern char** environ;
+
+namespace cs::core {
+
+namespace {
+
+std::vector<std::string> current_environ() {
+  std::vector<std::string> out;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    out.emplace_back(*e);
+  }
+  return out;
+}
+
+std::optional<std::string> getenv_opt(const std::string& name) {
+  const char* v = std::getenv(name.c_str());
+  if (v == nullptr) {
+    return std::nullopt;
+  }
+  return std::string(v);
+}
+
+// The manifest path by precedence (README.md, "Usage"), or empty for none.
+std::string find_manifest(const CommonOptions& o) {
+  if (o.no_manifest) {
+    return {};
+  }
+  if (!o.manifest.empty()) {
+    return o.manifest;
+  }
+  if (auto env = getenv_opt("CRUNCH_SECRETS_MANIFEST"); env && !env->empty()) {
+    return *env;
+  }
+  for (const char* p : {"/etc/crunch-secrets/manifest.yml", "/etc/crunch-secrets/manifest.yaml",
+                        "/etc/crunch-secrets/manifest.json"}) {
+    struct stat st {};
+    if (::stat(p, &st) == 0) {
+      return p;
+    }
+  }
+  return {};
+}
+
+std::string secrets_dir(const CommonOptions& o, const Manifest* m) {
+  if (!o.secrets_dir.empty()) {
+    return o.secrets_dir;
+  }
+  if (m != nullptr && !m->secrets_dir.empty()) {
+    return m->secrets_dir;
+  }
+  if (auto env = getenv_opt("CRUNCH_SECRETS_DIR"); env && !env->empty()) {
+    return *env;
+  }
+  return "/dev/shm/crunch-secrets";
+}
+
+struct Prepared {
+  std::optional<Manifest> manifest;
+  Plan plan;
+  std::string dir;
+};
+
+Prepared prepare(const CommonOptions& o) {
+  Prepared p;
+  if (const std::string path = find_manifest(o); !path.empty()) {
+    p.manifest = load_manifest(path);
+    util::log::debug("manifest {}", path);
+  }
+  PlanInput in;
+  in.manifest = p.manifest ? &*p.manifest : nullptr;
+  in.environ = current_environ();
+  in.env_refs = !o.no_env_refs;
+  in.argv_templates = o.argv_templates;
+  in.argv = o.command;
+  p.plan = build_plan(in);
+  p.plan.manifest = in.manifest;
+  p.dir = secrets_dir(o, in.manifest);
+  return p;
+}
+
+vault::Config vault_config(const CommonOptions& o) {
+  vault::Config c = vault::config_from_env(getenv_opt);
+  if (!o.vault_addr.empty()) {
+    c.address = o.vault_addr;
+    while (!c.address.empty() && c.address.back() == '/') {
+      c.address.pop_back();
+    }
+  }
+  return c;
+}
+
+std::vector<vault::ReadSpec> reads_of(const Plan& plan) {
+  std::vector<vault::ReadSpec> reads;
+  for (const auto& f : plan.fetches) {
+    reads.push_back(f.read);
+  }
+  return reads;
+}
+
+// The users of each fetch, for the plan listing.
+std::vector<std::vector<std::string>> users_of(const Plan& plan) {
+  std::vector<std::vector<std::string>> users(plan.fetches.size());
+  auto note = [&](const Template& t, const std::string& who) {
+    for (const auto& seg : t.segments) {
+      if (seg.ref) {
+        users[plan.fetch_for(*seg.ref)].push_back(who);
+      }
+    }
+  };
+  for (const auto& e : plan.env) {
+    note(e.value, "env " + e.name);
+  }
+  for (const auto& f : plan.files) {
+    if (f.format == FileFormat::templated) {
+      note(f.body, "file " + f.path);
+    } else if (f.source) {
+      users[plan.fetch_for(*f.source)].push_back("file " + f.path);
+    }
+  }
+  for (std::size_t i = 0; i < plan.argv.size(); ++i) {
+    note(plan.argv[i], i == 0 ? std::string("COMMAND") : fmt::format("argument {}", i));
+  }
+  return users;
+}
+
+std::string refs_text(const Template& t) {
+  std::string out;
+  for (const auto& seg : t.segments) {
+    if (seg.ref) {
+      out += (out.empty() ? "" : ", ") + describe(*seg.ref);
+    }
+  }
+  return out;
+}
+
+} // namespace
+
+int run_command(const CommonOptions& o) {
+  // No core dumps or ptrace by other users' processes while secrets are in memory; exec resets
+  // this for the child.
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  const auto start = vault::Clock::now();
+  const auto deadline = start + o.wait;
+  Prepared p = prepare(o);
+  const Plan& plan = p.plan;
+
+  std::optional<Resolver> resolver;
+  if (!plan.fetches.empty()) {
+    const vault::Config config = vault_config(o);
+    vault::CurlTransport transport(config);
+    vault::Client client(config, transport, deadline);
+    const AuthOptions auth = merge_auth(o.auth, plan.manifest, getenv_opt);
+    login(client, auth, getenv_opt);
+    auto fetched = client.read_all(reads_of(plan));
+    resolver.emplace(plan, std::move(fetched));
+    resolver->check_engines();
+    util::log::debug("fetched {} secret(s) with {} request(s) in {} ms", plan.fetches.size(),
+                     transport.requests_sent(),
+                     std::chrono::duration_cast<std::chrono::milliseconds>(vault::Clock::now() -
+                                                                           start)
+                         .count());
+  }
+  const Resolver* r = resolver ? &*resolver : nullptr;
+
+  // Render everything before writing anything, so a missing key leaves nothing behind.
+  std::vector<util::Secret> argv = build_child_argv(plan, r);
+  ChildEnvOptions env_options;
+  env_options.pass_auth_env = o.pass_auth_env;
+  env_options.scrub_arvados_token = o.scrub_arvados_token;
+  if (!plan.files.empty()) {
+    env_options.secrets_dir = p.dir;
+  }
+  EnvBlock env = build_child_env(current_environ(), plan, r, env_options);
+  std::optional<FileDelivery> files;
+  if (!plan.files.empty()) {
+    files.emplace(FileDelivery::write(plan, *r, SecretsDirOptions{p.dir, o.allow_non_tmpfs}));
+    util::log::debug("wrote {} file(s) in {}", files->count(), p.dir);
+  }
+
+  const int e = exec_child(argv, env);
+  if (files) {
+    files->remove_all();
+  }
+  const ExitCode code = e == ENOENT || e == ENOTDIR ? ExitCode::command_not_found
+                                                     : ExitCode::not_executable;
+  throw Error(code, "cannot execute '{}': {}", o.command.front(), std::strerror(e));
+}
+
+int check_command(const CommonOptions& o, bool online, bool json) {
+  Prepared p = prepare(o);
+  const Plan& plan = p.plan;
+  const auto users = users_of(plan);
+  const AuthOptions auth = merge_auth(o.auth, plan.manifest, getenv_opt);
+  std::string method;
+  try {
+    method = choose_method(auth, getenv_opt);
+  } catch (const Error&) {
+    method = "none found";
+  }
+  std::string dir_state = "missing (will be created)";
+  if (struct stat st {}; ::lstat(p.dir.c_str(), &st) == 0) {
+    auto fd = util::open_private_dir(p.dir, false);
+    if (!fd) {
+      dir_state = "unusable: " + fd.error();
+    } else {
+      auto mem = util::is_memory_fs(fd->get());
+      dir_state = mem && *mem ? "tmpfs" : "NOT tmpfs (refused unless --allow-non-tmpfs)";
+    }
+  }
+  if (plan.manifest != nullptr) {
+    for (const auto& s : plan.manifest->secrets) {
+      bool used = false;
+      for (const auto& f : plan.fetches) {
+        used = used || (f.read.path == s.path && f.read.version == s.version);
+      }
+      if (!used) {
+        util::log::warning("{}: secret '{}' is declared but not used", s.origin, s.name);
+      }
+    }
+  }
+
+  std::vector<std::vector<std::string>> caps;
+  int status = 0;
+  if (online && !plan.fetches.empty()) {
+    const vault::Config config = vault_config(o);
+    vault::CurlTransport transport(config);
+    vault::Client client(config, transport, vault::Clock::now() + o.wait);
+    login(client, auth, getenv_opt);
+    std::vector<std::string> paths;
+    for (const auto& f : plan.fetches) {
+      paths.push_back(f.read.path);
+    }
+    caps = client.capabilities(paths);
+  }
+  auto readable = [&](std::size_t i) {
+    for (const auto& c : caps[i]) {
+      if (c == "read" || c == "root") {
+        return true;
+      }
+    }
+    return false;
+  };
+
+  std::string out;
+  if (json) {
+    using util::log::json_quote;
+    out += "{\"manifest\":" + json_quote(plan.manifest ? plan.manifest->file : "") +
+           ",\"auth\":" + json_quote(method) + ",\"secrets_dir\":" + json_quote(p.dir) +
+           ",\"secrets_dir_state\":" + json_quote(dir_state) +
+           ",\"argv_templates\":" + (plan.argv_templates ? "true" : "false") + ",\"reads\":[";
+    for (std::size_t i = 0; i < plan.fetches.size(); ++i) {
+      const Fetch& f = plan.fetches[i];
+      out += (i ? "," : "") + std::string("{\"path\":") + json_quote(f.read.path) +
+             ",\"version\":" + (f.read.version ? std::to_string(*f.read.version) : "null") +
+             ",\"engine\":" + json_quote(to_string(f.engine)) + ",\"used_by\":[";
+      for (std::size_t k = 0; k < users[i].size(); ++k) {
+        out += (k ? "," : "") + json_quote(users[i][k]);
+      }
+      out += "]";
+      if (online) {
+        out += std::string(",\"readable\":") + (readable(i) ? "true" : "false");
+      }
+      out += "}";
+    }
+    out += "],\"env\":[";
+    for (std::size_t i = 0; i < plan.env.size(); ++i) {
+      out += (i ? "," : "") + std::string("{\"name\":") + json_quote(plan.env[i].name) +
+             ",\"refs\":" + json_quote(refs_text(plan.env[i].value)) +
+             ",\"origin\":" + json_quote(plan.env[i].origin) + "}";
+    }
+    out += "],\"files\":[";
+    for (std::size_t i = 0; i < plan.files.size(); ++i) {
+      const FileSpec& f = plan.files[i];
+      out += (i ? "," : "") + std::string("{\"path\":") + json_quote(f.path) +
+             ",\"format\":" + json_quote(to_string(f.format)) + ",\"mode\":" +
+             json_quote(fmt::format("{:04o}", f.mode)) + ",\"origin\":" + json_quote(f.origin) +
+             "}";
+    }
+    out += "]}\n";
+  } else {
+    out += fmt::format("manifest: {}\n", plan.manifest ? plan.manifest->file : "(none)");
+    out += fmt::format("auth: {}\n", method);
+    out += fmt::format("reads ({}):\n", plan.fetches.size());
+    for (std::size_t i = 0; i < plan.fetches.size(); ++i) {
+      const Fetch& f = plan.fetches[i];
+      std::string who;
+      for (const auto& u : users[i]) {
+        who += (who.empty() ? "" : ", ") + u;
+      }
+      out += fmt::format("  {}  engine={}  used by: {}", f.read.describe, to_string(f.engine), who);
+      if (online) {
+        out += readable(i) ? "  [readable]" : "  [DENIED: no read capability]";
+      }
+      out += "\n";
+    }
+    out += fmt::format("environment ({}):\n", plan.env.size());
+    for (const auto& e : plan.env) {
+      out += fmt::format("  {} <- {}  ({})\n", e.name, refs_text(e.value), e.origin);
+    }
+    out += fmt::format("files ({}) in {} [{}]:\n", plan.files.size(), p.dir, dir_state);
+    for (const auto& f : plan.files) {
+      out += fmt::format("  {}  format={}  mode={:04o}  ({})\n", f.path, to_string(f.format),
+                         f.mode, f.origin);
+    }
+    out += fmt::format("argv templates: {}\n", plan.argv_templates ? "on" : "off");
+  }
+  std::cout << out << std::flush;
+  if (online) {
+    for (std::size_t i = 0; i < plan.fetches.size(); ++i) {
+      if (!readable(i)) {
+        util::log::write(util::log::Level::error,
+                         fmt::format("permission denied: the token may not read {} (needed by "
+                                     "{}): ask the Vault admin for a policy granting read",
+                                     plan.fetches[i].read.path, plan.fetches[i].first_user),
+                         static_cast<int>(ExitCode::permission_denied));
+        status = static_cast<int>(ExitCode::permission_denied);
+      }
+    }
+  }
+  return status;
+}
+
+} // namespace cs::core

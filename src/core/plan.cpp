@@ -1,0 +1,171 @@
+#include "crunchsecrets/core/plan.hpp"
+
+#include <cassert>
+
+#include "crunchsecrets/core/error.hpp"
+
+namespace cs::core {
+
+namespace {
+
+// Adds a fetch for `path`/`version` unless one exists; returns its index. Merges the
+// engine requirement: two different explicit engines for one read are a manifest error.
+std::size_t add_fetch(Plan& plan, const std::string& path,
+                      const std::optional<std::uint64_t>& version, Engine engine,
+                      const std::string& user) {
+  for (std::size_t i = 0; i < plan.fetches.size(); ++i) {
+    Fetch& f = plan.fetches[i];
+    if (f.read.path == path && f.read.version == version) {
+      if (engine != Engine::automatic) {
+        if (f.engine != Engine::automatic && f.engine != engine) {
+          throw Error(ExitCode::invalid_input,
+                      "{}: engine {} conflicts with engine {} required by {} for the same path",
+                      user, to_string(engine), to_string(f.engine), f.first_user);
+        }
+        f.engine = engine;
+      }
+      return i;
+    }
+  }
+  Fetch f;
+  f.read.path = path;
+  f.read.version = version;
+  f.read.describe = version ? fmt::format("{} (version {})", path, *version) : path;
+  f.engine = engine;
+  f.first_user = user;
+  plan.fetches.push_back(std::move(f));
+  return plan.fetches.size() - 1;
+}
+
+void add_template_fetches(Plan& plan, const Template& t, const std::string& user) {
+  for (const auto& seg : t.segments) {
+    if (!seg.ref) {
+      continue;
+    }
+    if (const auto* v = std::get_if<VaultRef>(&*seg.ref)) {
+      add_fetch(plan, v->path, v->version, v->version ? Engine::kv2 : Engine::automatic,
+                fmt::format("{} ({})", describe(*seg.ref), user));
+    } else {
+      const auto& n = std::get<NamedRef>(*seg.ref);
+      const SecretSpec* spec = plan.manifest != nullptr ? plan.manifest->find_secret(n.name) : nullptr;
+      if (spec == nullptr) {
+        throw Error(ExitCode::invalid_input,
+                    "{}: '${{secret:{}}}' names no secret declared in the manifest", user, n.name);
+      }
+      add_fetch(plan, spec->path, spec->version, spec->engine,
+                fmt::format("secret '{}' ({})", spec->name, spec->origin));
+    }
+  }
+}
+
+} // namespace
+
+std::size_t Plan::fetch_index(const std::string& path,
+                              const std::optional<std::uint64_t>& version) const {
+  for (std::size_t i = 0; i < fetches.size(); ++i) {
+    if (fetches[i].read.path == path && fetches[i].read.version == version) {
+      return i;
+    }
+  }
+  assert(false && "fetch not planned");
+  throw Error(ExitCode::internal, "internal error: no fetch planned for {}", path);
+}
+
+std::size_t Plan::fetch_for(const Ref& ref) const {
+  if (const auto* v = std::get_if<VaultRef>(&ref)) {
+    return fetch_index(v->path, v->version);
+  }
+  const auto& n = std::get<NamedRef>(ref);
+  const SecretSpec* spec = manifest != nullptr ? manifest->find_secret(n.name) : nullptr;
+  if (spec == nullptr) {
+    throw Error(ExitCode::internal, "internal error: secret {} not declared", n.name);
+  }
+  return fetch_index(spec->path, spec->version);
+}
+
+Plan build_plan(const PlanInput& input) {
+  Plan plan;
+  plan.manifest = input.manifest;
+  plan.argv_templates = input.argv_templates || (input.manifest && input.manifest->argv_templates);
+  const bool named = input.manifest != nullptr;
+
+  // Manifest secrets are fetched only when something uses them: no wasted requests.
+  if (input.env_refs) {
+    for (const auto& entry : input.environ) {
+      const std::size_t eq = entry.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        continue;
+      }
+      const std::string name = entry.substr(0, eq);
+      const std::string_view value = std::string_view(entry).substr(eq + 1);
+      const std::string user = fmt::format("environment variable {}", name);
+      auto whole = parse_whole_value(value);
+      if (!whole) {
+        throw Error(ExitCode::invalid_input, "{}: invalid reference: {}", user, whole.error());
+      }
+      Template t;
+      if (*whole) {
+        t.segments.push_back(Segment{{}, Ref{std::move(**whole)}});
+      } else {
+        auto parsed = parse_template(value, named);
+        if (!parsed) {
+          throw Error(ExitCode::invalid_input, "{}: invalid reference at {}", user, parsed.error());
+        }
+        // Only values with references (or escaped ones) are rewritten.
+        bool escaped = value.find("$${vault:") != std::string_view::npos ||
+                       value.find("$${secret:") != std::string_view::npos;
+        if (!parsed->has_refs() && !escaped) {
+          continue;
+        }
+        t = std::move(*parsed);
+      }
+      add_template_fetches(plan, t, user);
+      plan.env.push_back(EnvAssignment{name, std::move(t), "environment"});
+    }
+  }
+
+  if (input.manifest != nullptr) {
+    for (const auto& e : input.manifest->env) {
+      add_template_fetches(plan, e.value, fmt::format("env {} ({})", e.name, e.origin));
+      plan.env.push_back(EnvAssignment{e.name, e.value, e.origin});
+    }
+    for (const auto& f : input.manifest->files) {
+      const std::string user = fmt::format("file {} ({})", f.path, f.origin);
+      if (f.format == FileFormat::templated) {
+        add_template_fetches(plan, f.body, user);
+      } else if (f.source) {
+        Template t;
+        t.segments.push_back(Segment{{}, *f.source});
+        add_template_fetches(plan, t, user);
+      }
+      plan.files.push_back(f);
+    }
+  }
+
+  plan.argv_text = input.argv;
+  for (std::size_t i = 0; i < input.argv.size(); ++i) {
+    const std::string& arg = input.argv[i];
+    const std::string user = i == 0 ? std::string("COMMAND") : fmt::format("argument {}", i);
+    if (!plan.argv_templates) {
+      if (looks_like_reference(arg)) {
+        throw Error(ExitCode::invalid_input,
+                    "{} contains a Vault reference; pass --argv-templates to substitute it (the "
+                    "value will be visible in /proc/PID/cmdline) or use an environment variable",
+                    user);
+      }
+      Template t;
+      t.segments.push_back(Segment{arg, std::nullopt});
+      plan.argv.push_back(std::move(t));
+      continue;
+    }
+    auto parsed = parse_template(arg, named);
+    if (!parsed) {
+      throw Error(ExitCode::invalid_input, "{}: invalid reference at {}", user, parsed.error());
+    }
+    add_template_fetches(plan, *parsed, user);
+    plan.argv.push_back(std::move(*parsed));
+  }
+  return plan;
+}
+
+} // namespace cs::core

@@ -1,0 +1,274 @@
+#include "crunchsecrets/util/fs.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <random>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+namespace cs::util {
+
+namespace {
+
+std::string errno_text(int e) { return std::strerror(e); }
+
+// A random suffix for temporary names; not secret, only unpredictable enough to avoid races.
+std::string random_suffix() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("{:016x}", rng());
+}
+
+} // namespace
+
+Fd& Fd::operator=(Fd&& other) noexcept {
+  if (this != &other) {
+    if (m_fd >= 0) {
+      ::close(m_fd);
+    }
+    m_fd = other.release();
+  }
+  return *this;
+}
+
+Fd::~Fd() {
+  if (m_fd >= 0) {
+    ::close(m_fd);
+  }
+}
+
+Result<bool> is_memory_fs(int fd) {
+  struct statfs st {};
+  if (::fstatfs(fd, &st) != 0) {
+    return err(fmt::format("statfs failed: {}", errno_text(errno)));
+  }
+  const auto type = static_cast<unsigned long>(st.f_type);
+  return type == static_cast<unsigned long>(TMPFS_MAGIC) ||
+         type == static_cast<unsigned long>(RAMFS_MAGIC);
+}
+
+Result<std::vector<std::string>> split_safe_relative_path(std::string_view rel) {
+  if (rel.empty()) {
+    return err("empty path");
+  }
+  if (rel.front() == '/') {
+    return err("absolute path; give a path relative to the secrets directory");
+  }
+  if (rel.find('\0') != std::string_view::npos) {
+    return err("path contains a NUL byte");
+  }
+  std::vector<std::string> segments;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t slash = rel.find('/', start);
+    const std::string_view seg =
+        rel.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    if (seg.empty()) {
+      return err("empty path segment ('//' or trailing '/')");
+    }
+    if (seg == "." || seg == "..") {
+      return err("'.' and '..' segments are not allowed: the path must stay inside the "
+                 "secrets directory");
+    }
+    segments.emplace_back(seg);
+    if (slash == std::string_view::npos) {
+      break;
+    }
+    start = slash + 1;
+  }
+  return segments;
+}
+
+Result<Fd> open_private_dir(const std::string& path, bool create) {
+  if (path.empty()) {
+    return err("empty directory path");
+  }
+  if (create) {
+    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+      return err(fmt::format("cannot create directory {}: {}", path, errno_text(errno)));
+    }
+  }
+  Fd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) {
+    const int e = errno;
+    if (e == ELOOP || e == ENOTDIR) {
+      return err(fmt::format("{} is a symlink or not a directory", path));
+    }
+    return err(fmt::format("cannot open directory {}: {}", path, errno_text(e)));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) {
+    return err(fmt::format("cannot stat {}: {}", path, errno_text(errno)));
+  }
+  if (st.st_uid != ::geteuid()) {
+    return err(fmt::format("{} is owned by uid {}, not by this user (uid {})", path, st.st_uid,
+                           ::geteuid()));
+  }
+  if ((st.st_mode & 022) != 0) {
+    return err(fmt::format("{} is writable by group or others (mode {:04o}); use a private "
+                           "directory (mode 0700)",
+                           path, st.st_mode & 07777));
+  }
+  return fd;
+}
+
+Result<Fd> open_parent_dir(int root, const std::vector<std::string>& segments,
+                           std::vector<std::string>* created) {
+  Fd current(::fcntl(root, F_DUPFD_CLOEXEC, 0));
+  if (!current.valid()) {
+    return err(fmt::format("dup failed: {}", errno_text(errno)));
+  }
+  std::string so_far;
+  for (std::size_t i = 0; i + 1 < segments.size(); ++i) {
+    const std::string& seg = segments[i];
+    so_far += (so_far.empty() ? "" : "/") + seg;
+    if (::mkdirat(current.get(), seg.c_str(), 0700) == 0) {
+      if (created != nullptr) {
+        created->push_back(so_far);
+      }
+    } else if (errno != EEXIST) {
+      return err(fmt::format("cannot create directory {}: {}", so_far, errno_text(errno)));
+    }
+    Fd next(::openat(current.get(), seg.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!next.valid()) {
+      const int e = errno;
+      if (e == ELOOP || e == ENOTDIR) {
+        return err(fmt::format("{} is a symlink or not a directory", so_far));
+      }
+      return err(fmt::format("cannot open directory {}: {}", so_far, errno_text(e)));
+    }
+    current = std::move(next);
+  }
+  return current;
+}
+
+AtomicFile::AtomicFile(int dirfd, Fd fd, std::string name, std::string tmp_name, unsigned mode)
+    : m_dirfd(dirfd), m_fd(std::move(fd)), m_name(std::move(name)),
+      m_tmp_name(std::move(tmp_name)), m_mode(mode) {}
+
+AtomicFile::AtomicFile(AtomicFile&& other) noexcept
+    : m_dirfd(other.m_dirfd), m_fd(std::move(other.m_fd)), m_name(std::move(other.m_name)),
+      m_tmp_name(std::move(other.m_tmp_name)), m_mode(other.m_mode),
+      m_committed(other.m_committed) {
+  other.m_tmp_name.clear();
+  other.m_committed = false;
+  other.m_name.clear();
+}
+
+Result<AtomicFile> AtomicFile::create(int dirfd, std::string name, unsigned mode) {
+  std::string tmp = fmt::format(".{}.tmp-{}", name, random_suffix());
+  Fd fd(::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd.valid()) {
+    return err(fmt::format("cannot create {}: {}", name, errno_text(errno)));
+  }
+  return AtomicFile(dirfd, std::move(fd), std::move(name), std::move(tmp), mode);
+}
+
+AtomicFile::~AtomicFile() {
+  if (!m_committed && !m_tmp_name.empty()) {
+    ::unlinkat(m_dirfd, m_tmp_name.c_str(), 0);
+  }
+}
+
+Status AtomicFile::write_all(std::string_view data) {
+  const char* p = data.data();
+  std::size_t left = data.size();
+  while (left > 0) {
+    const ssize_t n = ::write(m_fd.get(), p, left);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return err(fmt::format("cannot write {}: {}", m_name, errno_text(errno)));
+    }
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+  if (::fchmod(m_fd.get(), static_cast<mode_t>(m_mode)) != 0) {
+    return err(fmt::format("cannot set the mode of {}: {}", m_name, errno_text(errno)));
+  }
+  if (::fsync(m_fd.get()) != 0) {
+    return err(fmt::format("cannot sync {}: {}", m_name, errno_text(errno)));
+  }
+  return {};
+}
+
+Status AtomicFile::commit() {
+  struct stat st {};
+  if (::fstatat(m_dirfd, m_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (S_ISLNK(st.st_mode)) {
+      return err(fmt::format("{} is a symlink; refusing to replace it", m_name));
+    }
+    if (S_ISDIR(st.st_mode)) {
+      return err(fmt::format("{} is a directory", m_name));
+    }
+  }
+  if (::renameat(m_dirfd, m_tmp_name.c_str(), m_dirfd, m_name.c_str()) != 0) {
+    return err(fmt::format("cannot rename into place {}: {}", m_name, errno_text(errno)));
+  }
+  m_committed = true;
+  m_fd = Fd();
+  return {};
+}
+
+void AtomicFile::remove_committed() noexcept {
+  if (m_committed) {
+    ::unlinkat(m_dirfd, m_name.c_str(), 0);
+    m_committed = false;
+    m_tmp_name.clear();
+  }
+}
+
+namespace {
+template <typename S>
+Result<S> read_whole(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    return err(fmt::format("cannot read {}: {}", path, errno_text(errno)));
+  }
+  S out;
+  char buf[4096];
+  while (true) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      wipe(buf, sizeof buf);
+      return err(fmt::format("cannot read {}: {}", path, errno_text(errno)));
+    }
+    if (n == 0) {
+      break;
+    }
+    out.append(buf, static_cast<std::size_t>(n));
+    if (out.size() > 16 * 1024 * 1024) {
+      wipe(buf, sizeof buf);
+      return err(fmt::format("{} is larger than 16 MiB", path));
+    }
+  }
+  wipe(buf, sizeof buf);
+  return out;
+}
+} // namespace
+
+Result<std::string> read_file(const std::string& path) { return read_whole<std::string>(path); }
+
+Result<SecureString> read_secret_file(const std::string& path) {
+  auto r = read_whole<SecureString>(path);
+  if (!r) {
+    return r;
+  }
+  SecureString& s = *r;
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' ||
+                        s.back() == '\t')) {
+    s.back() = '\0';
+    s.pop_back();
+  }
+  return r;
+}
+
+} // namespace cs::util

@@ -1,0 +1,42 @@
+#include "crunchsecrets/util/secret.hpp"
+
+#include <cstring>
+
+namespace cs::util {
+
+void wipe(void* p, std::size_t size) noexcept {
+  if (p != nullptr && size > 0) {
+    explicit_bzero(p, size);
+  }
+}
+
+void wipe_string(SecureString& s) noexcept {
+  // Wipe the whole capacity: this covers the small-string buffer inside the object, which the
+  // allocator never sees.
+  if (s.capacity() > 0) {
+    wipe(s.data(), s.capacity());
+  }
+  s.clear();
+}
+
+void wipe_json(SecretJson& j) noexcept {
+  if (j.is_string()) {
+    wipe_string(*j.get_ptr<SecretJson::string_t*>());
+  } else if (j.is_object()) {
+    for (auto& [key, value] : j.items()) {
+      wipe_json(value);
+    }
+    // Keys are const inside the map; wipe them through a copy-free walk of the map itself.
+    auto* obj = j.get_ptr<SecretJson::object_t*>();
+    for (auto& entry : *obj) {
+      auto& key = const_cast<SecureString&>(entry.first);
+      wipe(key.data(), key.capacity());
+    }
+  } else if (j.is_array()) {
+    for (auto& value : j) {
+      wipe_json(value);
+    }
+  }
+}
+
+} // namespace cs::util

@@ -1,0 +1,398 @@
+#include "crunchsecrets/vault/client.hpp"
+
+#include <algorithm>
+#include <thread>
+
+#include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/util/log.hpp"
+
+namespace cs::vault {
+
+using core::Error;
+using core::ExitCode;
+using util::Secret;
+using util::SecretJson;
+
+namespace {
+
+SecretJson parse_body(const util::SecureString& body) {
+  return SecretJson::parse(body.begin(), body.end(), nullptr, false);
+}
+
+// Builds a JSON request body from string fields, held as a Secret.
+Secret json_body(std::initializer_list<std::pair<const char*, std::string_view>> fields) {
+  SecretJson j = SecretJson::object();
+  for (const auto& [k, v] : fields) {
+    j[k] = util::SecureString(v.data(), v.size());
+  }
+  Secret out(j.dump());
+  util::wipe_json(j);
+  return out;
+}
+
+std::string seconds_text(Clock::duration d) {
+  return fmt::format("{:.1f}s", std::chrono::duration<double>(d).count());
+}
+
+} // namespace
+
+bool is_retryable(const Response& r) {
+  if (r.status == 0) {
+    return true;
+  }
+  return r.status == 412 || r.status == 429 || (r.status >= 500 && r.status != 501);
+}
+
+std::chrono::milliseconds backoff_delay(unsigned attempt, std::mt19937_64& rng) {
+  const long base = 100;
+  const long cap = 2000;
+  const long ceiling = std::min(cap, base << std::min(attempt, 10u));
+  std::uniform_int_distribution<long> dist(base / 2, ceiling);
+  return std::chrono::milliseconds(dist(rng));
+}
+
+std::string server_message(const util::SecureString& body,
+                           const std::vector<Secret>& credentials) {
+  SecretJson j = parse_body(body);
+  std::string msg;
+  if (j.is_object() && j.contains("errors") && j["errors"].is_array()) {
+    for (const auto& e : j["errors"]) {
+      if (e.is_string()) {
+        const auto& s = e.get_ref<const SecretJson::string_t&>();
+        if (!s.empty()) {
+          msg.assign(s.data(), s.size());
+          break;
+        }
+      }
+    }
+  }
+  util::wipe_json(j);
+  for (const Secret& c : credentials) {
+    if (c.size() < 4) {
+      continue;
+    }
+    for (std::size_t pos; (pos = msg.find(c.reveal())) != std::string::npos;) {
+      msg.replace(pos, c.size(), util::k_redacted);
+    }
+  }
+  std::string clean;
+  for (char ch : msg) {
+    const auto u = static_cast<unsigned char>(ch);
+    clean += (u < 0x20 || u == 0x7f) ? ' ' : ch;
+  }
+  if (clean.size() > 200) {
+    clean.resize(197);
+    clean += "...";
+  }
+  return clean;
+}
+
+Client::Client(Config config, Transport& transport, Clock::time_point deadline)
+    : m_config(std::move(config)), m_transport(transport), m_deadline(deadline),
+      m_rng(std::random_device{}()), m_start(Clock::now()) {
+  if (m_config.address.empty()) {
+    throw Error(ExitCode::config, "no Vault address: set VAULT_ADDR (or BAO_ADDR) or pass "
+                                  "--vault-addr");
+  }
+}
+
+std::vector<Response> Client::send(const std::vector<Request>& requests) {
+  std::vector<Response> results(requests.size());
+  std::vector<std::size_t> pending(requests.size());
+  for (std::size_t i = 0; i < pending.size(); ++i) {
+    pending[i] = i;
+  }
+  for (unsigned attempt = 0;; ++attempt) {
+    std::vector<const Request*> batch;
+    batch.reserve(pending.size());
+    for (std::size_t i : pending) {
+      batch.push_back(&requests[i]);
+    }
+    auto responses = m_transport.perform(batch, m_deadline);
+    std::vector<std::size_t> retry;
+    for (std::size_t k = 0; k < pending.size(); ++k) {
+      results[pending[k]] = std::move(responses[k]);
+      if (is_retryable(results[pending[k]])) {
+        retry.push_back(pending[k]);
+      }
+    }
+    if (retry.empty()) {
+      return results;
+    }
+    if (m_config.max_retries && attempt >= static_cast<unsigned>(*m_config.max_retries)) {
+      return results;
+    }
+    const auto delay = backoff_delay(attempt, m_rng);
+    if (Clock::now() + delay >= m_deadline) {
+      return results;
+    }
+    const Response& sample = results[retry.front()];
+    util::log::debug("Vault not ready ({}); retrying {} request(s) in {} ms",
+                     sample.status == 0 ? sample.transport_error
+                                        : fmt::format("HTTP {}", sample.status),
+                     retry.size(), delay.count());
+    std::this_thread::sleep_for(delay);
+    pending = std::move(retry);
+  }
+}
+
+void Client::fail(const Response& r, const std::string& what, ExitCode on_400,
+                  const std::string& hint_403) const {
+  const std::string elapsed = seconds_text(Clock::now() - m_start);
+  if (r.status == 0) {
+    throw Error(ExitCode::unavailable,
+                "Vault at {} unavailable for {}: {} (gave up after {}): check VAULT_ADDR and "
+                "that Vault is running, or raise --wait",
+                m_config.address, what, r.transport_error, elapsed);
+  }
+  const std::string server = server_message(r.body, m_credentials);
+  const std::string said = server.empty() ? "" : fmt::format(": \"{}\"", server);
+  if (is_retryable(r)) {
+    throw Error(ExitCode::unavailable,
+                "Vault at {} unavailable for {}: HTTP {}{} (gave up after {}): Vault may be "
+                "sealed or starting; check its status or raise --wait",
+                m_config.address, what, r.status, said, elapsed);
+  }
+  switch (r.status) {
+  case 403:
+    throw Error(ExitCode::permission_denied, "permission denied reading {} (HTTP 403{}): {}", what,
+                said, hint_403);
+  case 404:
+    throw Error(ExitCode::not_found, "{} not found (HTTP 404{}): check the path and mount", what,
+                said);
+  case 400:
+    throw Error(on_400, "Vault refused {} (HTTP 400{})", what, said);
+  case 401:
+    throw Error(ExitCode::auth_failed, "Vault refused {} (HTTP 401{}): check the credentials",
+                what, said);
+  default:
+    throw Error(ExitCode::protocol, "unexpected HTTP {} from Vault for {}{}", r.status, what, said);
+  }
+}
+
+void Client::take_auth(const Response& r, const std::string& what) {
+  SecretJson j = parse_body(r.body);
+  const SecretJson* token = nullptr;
+  if (j.is_object() && j.contains("auth") && j["auth"].is_object() &&
+      j["auth"].contains("client_token") && j["auth"]["client_token"].is_string()) {
+    token = &j["auth"]["client_token"];
+  }
+  if (token == nullptr || token->get_ref<const SecretJson::string_t&>().empty()) {
+    util::wipe_json(j);
+    throw Error(ExitCode::protocol, "{}: Vault's answer has no auth.client_token", what);
+  }
+  m_token = Secret(token->get<SecretJson::string_t>());
+  if (j["auth"].contains("policies") && j["auth"]["policies"].is_array()) {
+    std::string policies;
+    for (const auto& p : j["auth"]["policies"]) {
+      if (p.is_string()) {
+        const auto& s = p.get_ref<const SecretJson::string_t&>();
+        policies += (policies.empty() ? "" : ",") + std::string(s.data(), s.size());
+      }
+    }
+    util::log::debug("{}: logged in with policies [{}]", what, policies);
+  }
+  util::wipe_json(j);
+}
+
+void Client::use_token(Secret token) {
+  if (token.empty()) {
+    throw Error(ExitCode::config, "the Vault token is empty");
+  }
+  m_token = std::move(token);
+  m_credentials.push_back(m_token);
+}
+
+void Client::login_approle(const std::string& mount, const Secret& role_id,
+                           const Secret& secret_id) {
+  m_credentials.push_back(secret_id);
+  std::vector<Request> req(1);
+  req[0].method = "POST";
+  req[0].path = fmt::format("auth/{}/login", mount);
+  req[0].body = json_body({{"role_id", role_id.reveal()}, {"secret_id", secret_id.reveal()}});
+  const std::string what = fmt::format("AppRole login at auth/{}", mount);
+  auto r = send(req);
+  if (!r[0].http_ok()) {
+    fail(r[0], what, ExitCode::auth_failed, "check the AppRole's configuration");
+  }
+  take_auth(r[0], what);
+  m_credentials.push_back(m_token);
+}
+
+void Client::login_wrapped(const Secret& wrapping_token) {
+  m_credentials.push_back(wrapping_token);
+  std::vector<Request> req(1);
+  req[0].method = "POST";
+  req[0].path = "sys/wrapping/unwrap";
+  req[0].token = &wrapping_token;
+  auto r = send(req);
+  if (r[0].status == 400) {
+    throw Error(ExitCode::auth_failed,
+                "the response-wrapping token was refused by sys/wrapping/unwrap (\"{}\"): it is "
+                "single use and may already have been unwrapped by someone else or have expired; "
+                "treat that as a possible compromise and issue a new one",
+                server_message(r[0].body, m_credentials));
+  }
+  if (!r[0].http_ok()) {
+    fail(r[0], "unwrapping the response-wrapping token", ExitCode::auth_failed, "");
+  }
+  take_auth(r[0], "unwrapping the response-wrapping token");
+  m_credentials.push_back(m_token);
+}
+
+void Client::login_arvados(const std::string& mount, const std::string& role,
+                           const Secret& arvados_token) {
+  m_credentials.push_back(arvados_token);
+  std::vector<Request> req(1);
+  req[0].method = "POST";
+  req[0].path = fmt::format("auth/{}/login", mount);
+  req[0].body = json_body({{"role", role}, {"arvados_token", arvados_token.reveal()}});
+  const std::string what = fmt::format("Arvados login at auth/{} (role '{}')", mount, role);
+  auto r = send(req);
+  if (r[0].status == 403 || r[0].status == 400 || r[0].status == 401) {
+    throw Error(ExitCode::auth_failed,
+                "{} refused (HTTP {}: \"{}\"): check that the container is running, its user is "
+                "bound to the role, and the role exists",
+                what, r[0].status, server_message(r[0].body, m_credentials));
+  }
+  if (!r[0].http_ok()) {
+    fail(r[0], what, ExitCode::auth_failed, "");
+  }
+  take_auth(r[0], what);
+  m_credentials.push_back(m_token);
+}
+
+std::vector<Fetched> Client::read_all(const std::vector<ReadSpec>& specs) {
+  std::vector<Request> reqs(specs.size());
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    reqs[i].path = specs[i].path;
+    if (specs[i].version) {
+      reqs[i].path += fmt::format("?version={}", *specs[i].version);
+    }
+    reqs[i].token = &m_token;
+  }
+  auto responses = send(reqs);
+  std::vector<Fetched> out(specs.size());
+  std::optional<Error> first;
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    try {
+      out[i] = parse_read(specs[i], responses[i]);
+    } catch (const Error& e) {
+      if (!first) {
+        first = e;
+      } else {
+        util::log::write(util::log::Level::error, e.what(), static_cast<int>(e.code()));
+      }
+    }
+    util::wipe_string(responses[i].body);
+  }
+  if (first) {
+    throw *first;
+  }
+  return out;
+}
+
+Fetched Client::parse_read(const ReadSpec& spec, const Response& r) const {
+  const std::string what = spec.describe;
+  SecretJson j = parse_body(r.body);
+  struct Wiper {
+    SecretJson& j;
+    ~Wiper() { util::wipe_json(j); }
+  } wiper{j};
+  auto kv2_metadata = [&]() -> const SecretJson* {
+    if (j.is_object() && j.contains("data") && j["data"].is_object() &&
+        j["data"].contains("metadata") && j["data"]["metadata"].is_object() &&
+        j["data"].contains("data")) {
+      return &j["data"]["metadata"];
+    }
+    return nullptr;
+  };
+  if (r.status == 404) {
+    if (const SecretJson* meta = kv2_metadata()) {
+      const bool destroyed = meta->contains("destroyed") && (*meta)["destroyed"].is_boolean() &&
+                             (*meta)["destroyed"].get<bool>();
+      throw Error(ExitCode::not_found,
+                  "{}: this version was {} (KV v2 answered 404 with its metadata): pin another "
+                  "version or undelete it",
+                  what, destroyed ? "destroyed" : "deleted");
+    }
+  }
+  if (!r.http_ok()) {
+    fail(r, what, ExitCode::protocol,
+         "ask the Vault admin for a policy granting read on this path");
+  }
+  if (!j.is_object() || !j.contains("data") || !j["data"].is_object()) {
+    throw Error(ExitCode::protocol, "{}: Vault's answer has no 'data' object", what);
+  }
+  Fetched f;
+  if (const SecretJson* meta = kv2_metadata(); meta != nullptr && j["data"]["data"].is_object()) {
+    f.kv2 = true;
+    if (meta->contains("version") && (*meta)["version"].is_number_unsigned()) {
+      f.version = (*meta)["version"].get<std::uint64_t>();
+    }
+    f.data = std::move(j["data"]["data"]);
+  } else if (kv2_metadata() != nullptr && j["data"]["data"].is_null()) {
+    throw Error(ExitCode::not_found, "{}: this version was deleted (no data)", what);
+  } else {
+    f.data = std::move(j["data"]);
+  }
+  if (spec.version && !f.kv2) {
+    throw Error(ExitCode::protocol,
+                "{}: a version was asked for but the answer is not a KV v2 read; versions apply "
+                "only to KV v2 data paths (<mount>/data/<path>)",
+                what);
+  }
+  if (j.contains("lease_id") && j["lease_id"].is_string()) {
+    const auto& s = j["lease_id"].get_ref<const SecretJson::string_t&>();
+    f.lease_id.assign(s.data(), s.size());
+  }
+  if (j.contains("lease_duration") && j["lease_duration"].is_number_integer()) {
+    f.lease_duration = j["lease_duration"].get<std::int64_t>();
+  }
+  if (j.contains("renewable") && j["renewable"].is_boolean()) {
+    f.renewable = j["renewable"].get<bool>();
+  }
+  return f;
+}
+
+std::vector<std::vector<std::string>> Client::capabilities(const std::vector<std::string>& paths) {
+  std::vector<Request> req(1);
+  req[0].method = "POST";
+  req[0].path = "sys/capabilities-self";
+  req[0].token = &m_token;
+  SecretJson body = SecretJson::object();
+  body["paths"] = SecretJson::array();
+  for (const auto& p : paths) {
+    body["paths"].push_back(util::SecureString(p.data(), p.size()));
+  }
+  req[0].body = Secret(body.dump());
+  auto r = send(req);
+  if (!r[0].http_ok()) {
+    fail(r[0], "sys/capabilities-self", ExitCode::protocol, "the token may not use this endpoint");
+  }
+  SecretJson j = parse_body(r[0].body);
+  std::vector<std::vector<std::string>> out;
+  for (const auto& p : paths) {
+    std::vector<std::string> caps;
+    const util::SecureString key(p.data(), p.size());
+    const SecretJson* list = nullptr;
+    if (j.is_object() && j.contains("data") && j["data"].is_object() && j["data"].contains(key)) {
+      list = &j["data"][key];
+    } else if (j.is_object() && j.contains(key)) {
+      list = &j[key];
+    }
+    if (list != nullptr && list->is_array()) {
+      for (const auto& c : *list) {
+        if (c.is_string()) {
+          const auto& s = c.get_ref<const SecretJson::string_t&>();
+          caps.emplace_back(s.data(), s.size());
+        }
+      }
+    }
+    out.push_back(std::move(caps));
+  }
+  util::wipe_json(j);
+  return out;
+}
+
+} // namespace cs::vault

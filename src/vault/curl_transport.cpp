@@ -1,0 +1,230 @@
+#include "crunchsecrets/vault/curl_transport.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+#include <curl/curl.h>
+#include <fmt/format.h>
+
+#include "cs_version.h"
+#include "crunchsecrets/core/error.hpp"
+
+namespace cs::vault {
+
+namespace {
+
+void global_init() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+// Wipes header strings (one carries the token) before freeing them.
+void free_headers(curl_slist* list) {
+  for (curl_slist* p = list; p != nullptr; p = p->next) {
+    if (p->data != nullptr) {
+      util::wipe(p->data, std::strlen(p->data));
+    }
+  }
+  curl_slist_free_all(list);
+}
+
+size_t on_body(char* data, size_t size, size_t nmemb, void* user) {
+  auto* out = static_cast<util::SecureString*>(user);
+  const size_t n = size * nmemb;
+  if (out->size() + n > 32 * 1024 * 1024) {
+    return 0; // refuse absurd answers; curl reports a write error
+  }
+  out->append(data, n);
+  return n;
+}
+
+// Host and port of an http(s) URL, for VAULT_TLS_SERVER_NAME's connect-to mapping.
+struct UrlParts {
+  std::string scheme, host, port, rest;
+};
+
+UrlParts split_url(const std::string& url) {
+  UrlParts u;
+  const std::size_t colon = url.find("://");
+  u.scheme = url.substr(0, colon);
+  std::string hostport = url.substr(colon + 3);
+  const std::size_t slash = hostport.find('/');
+  if (slash != std::string::npos) {
+    u.rest = hostport.substr(slash);
+    hostport.resize(slash);
+  }
+  const std::size_t pc = hostport.rfind(':');
+  if (pc != std::string::npos && hostport.find(']', pc) == std::string::npos) {
+    u.host = hostport.substr(0, pc);
+    u.port = hostport.substr(pc + 1);
+  } else {
+    u.host = hostport;
+    u.port = u.scheme == "https" ? "443" : "80";
+  }
+  return u;
+}
+
+} // namespace
+
+struct CurlTransport::Impl {
+  Config config;
+  CURLM* multi = nullptr;
+  std::size_t sent = 0;
+  std::string base_url;
+  std::string connect_to;
+  curl_slist* connect_to_list = nullptr;
+};
+
+CurlTransport::CurlTransport(const Config& config) : m_impl(std::make_unique<Impl>()) {
+  global_init();
+  m_impl->config = config;
+  m_impl->multi = curl_multi_init();
+  if (m_impl->multi == nullptr) {
+    throw core::Error(core::ExitCode::internal, "cannot initialise libcurl");
+  }
+  curl_multi_setopt(m_impl->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+  curl_multi_setopt(m_impl->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
+  m_impl->base_url = config.address;
+  if (!config.tls.server_name.empty()) {
+    // Talk to the configured address but verify (and send SNI for) the given server name.
+    const UrlParts u = split_url(config.address);
+    m_impl->connect_to = fmt::format("{}:{}:{}:{}", config.tls.server_name, u.port, u.host, u.port);
+    m_impl->connect_to_list = curl_slist_append(nullptr, m_impl->connect_to.c_str());
+    m_impl->base_url = fmt::format("{}://{}:{}{}", u.scheme, config.tls.server_name, u.port, u.rest);
+  }
+}
+
+CurlTransport::~CurlTransport() {
+  if (m_impl->multi != nullptr) {
+    curl_multi_cleanup(m_impl->multi);
+  }
+  curl_slist_free_all(m_impl->connect_to_list);
+}
+
+std::size_t CurlTransport::requests_sent() const { return m_impl->sent; }
+
+std::vector<Response> CurlTransport::perform(const std::vector<const Request*>& requests,
+                                             Clock::time_point deadline) {
+  struct Transfer {
+    CURL* easy = nullptr;
+    curl_slist* headers = nullptr;
+    char errbuf[CURL_ERROR_SIZE] = {};
+    std::string url;
+  };
+  std::vector<Response> responses(requests.size());
+  std::vector<Transfer> transfers(requests.size());
+  const auto now = Clock::now();
+  const long remaining_ms = std::max<long>(
+      1, static_cast<long>(
+             std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count()));
+  const long timeout_ms =
+      std::min<long>(remaining_ms, static_cast<long>(m_impl->config.client_timeout.count()));
+  const TlsConfig& tls = m_impl->config.tls;
+  const std::string user_agent = fmt::format("crunch-secrets/{}", CS_VERSION);
+
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    const Request& rq = *requests[i];
+    Transfer& t = transfers[i];
+    t.easy = curl_easy_init();
+    if (t.easy == nullptr) {
+      responses[i].transport_error = "cannot create a libcurl handle";
+      continue;
+    }
+    t.url = fmt::format("{}/v1/{}", m_impl->base_url, rq.path);
+    curl_easy_setopt(t.easy, CURLOPT_URL, t.url.c_str());
+    curl_easy_setopt(t.easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(t.easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(t.easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(t.easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(t.easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(t.easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(t.easy, CURLOPT_PIPEWAIT, 1L);
+    curl_easy_setopt(t.easy, CURLOPT_USERAGENT, user_agent.c_str());
+    curl_easy_setopt(t.easy, CURLOPT_ERRORBUFFER, t.errbuf);
+    curl_easy_setopt(t.easy, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(t.easy, CURLOPT_WRITEDATA, &responses[i].body);
+    if (!tls.ca_cert.empty()) {
+      curl_easy_setopt(t.easy, CURLOPT_CAINFO, tls.ca_cert.c_str());
+    }
+    if (!tls.ca_path.empty()) {
+      curl_easy_setopt(t.easy, CURLOPT_CAPATH, tls.ca_path.c_str());
+    }
+    if (!tls.client_cert.empty()) {
+      curl_easy_setopt(t.easy, CURLOPT_SSLCERT, tls.client_cert.c_str());
+    }
+    if (!tls.client_key.empty()) {
+      curl_easy_setopt(t.easy, CURLOPT_SSLKEY, tls.client_key.c_str());
+    }
+    if (tls.skip_verify) {
+      curl_easy_setopt(t.easy, CURLOPT_SSL_VERIFYPEER, 0L);
+      curl_easy_setopt(t.easy, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    if (m_impl->connect_to_list != nullptr) {
+      curl_easy_setopt(t.easy, CURLOPT_CONNECT_TO, m_impl->connect_to_list);
+    }
+    t.headers = curl_slist_append(t.headers, "X-Vault-Request: true");
+    if (!m_impl->config.vault_namespace.empty()) {
+      t.headers = curl_slist_append(
+          t.headers, fmt::format("X-Vault-Namespace: {}", m_impl->config.vault_namespace).c_str());
+    }
+    if (rq.token != nullptr) {
+      util::SecureString h = "X-Vault-Token: ";
+      h.append(rq.token->reveal().data(), rq.token->size());
+      t.headers = curl_slist_append(t.headers, h.c_str());
+      util::wipe_string(h);
+    }
+    if (rq.method == "POST" || rq.method == "PUT") {
+      t.headers = curl_slist_append(t.headers, "Content-Type: application/json");
+      curl_easy_setopt(t.easy, CURLOPT_CUSTOMREQUEST, rq.method.c_str());
+      curl_easy_setopt(t.easy, CURLOPT_POSTFIELDS, rq.body.reveal().data());
+      curl_easy_setopt(t.easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(rq.body.size()));
+    } else if (rq.method != "GET") {
+      curl_easy_setopt(t.easy, CURLOPT_CUSTOMREQUEST, rq.method.c_str());
+    }
+    curl_easy_setopt(t.easy, CURLOPT_HTTPHEADER, t.headers);
+    curl_easy_setopt(t.easy, CURLOPT_PRIVATE, reinterpret_cast<char*>(i));
+    curl_multi_add_handle(m_impl->multi, t.easy);
+    ++m_impl->sent;
+  }
+
+  int running = 0;
+  do {
+    CURLMcode mc = curl_multi_perform(m_impl->multi, &running);
+    if (mc != CURLM_OK) {
+      break;
+    }
+    int msgs = 0;
+    while (CURLMsg* msg = curl_multi_info_read(m_impl->multi, &msgs)) {
+      if (msg->msg != CURLMSG_DONE) {
+        continue;
+      }
+      char* priv = nullptr;
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+      const auto i = reinterpret_cast<std::size_t>(priv);
+      if (msg->data.result == CURLE_OK) {
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &responses[i].status);
+      } else {
+        const char* detail = transfers[i].errbuf[0] != '\0' ? transfers[i].errbuf
+                                                            : curl_easy_strerror(msg->data.result);
+        responses[i].status = 0;
+        responses[i].transport_error = detail;
+        util::wipe_string(responses[i].body);
+      }
+    }
+    if (running > 0) {
+      curl_multi_poll(m_impl->multi, nullptr, 0, 200, nullptr);
+    }
+  } while (running > 0);
+
+  for (auto& t : transfers) {
+    if (t.easy != nullptr) {
+      curl_multi_remove_handle(m_impl->multi, t.easy);
+      curl_easy_cleanup(t.easy);
+    }
+    free_headers(t.headers);
+  }
+  return responses;
+}
+
+} // namespace cs::vault
