@@ -684,3 +684,76 @@ def env_bytes(value: str) -> bytes:
 def is_tmpfs(path: Path) -> bool:
     out = subprocess.run(["stat", "-f", "-c", "%T", str(path)], stdout=subprocess.PIPE, text=True).stdout.strip()
     return out in ("tmpfs", "ramfs")
+
+
+# ---------------------------------------------------------------------------------------------
+# A recording, fault-injecting HTTP proxy in front of an HTTP dev server
+
+
+class FaultProxy:
+    """Forwards /v1/... to `upstream` and records every request (method, path, headers).
+
+    `fault(n, method, path)` (n = 0-based request index) may return a status to answer with
+    instead of forwarding (body `{"errors":["injected"]}`), or None to forward.
+    """
+
+    def __init__(self, upstream: BaoServer, fault=None):
+        import http.server
+        import threading
+
+        self.upstream = upstream
+        self.fault = fault
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):  # keep quiet: requests may carry tokens
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                with proxy.lock:
+                    n = len(proxy.requests)
+                    proxy.requests.append({"method": self.command, "path": self.path,
+                                           "headers": {k.lower(): v for k, v in self.headers.items()},
+                                           "time": time.monotonic()})
+                status = proxy.fault(n, self.command, self.path) if proxy.fault else None
+                if status is not None:
+                    data = b'{"errors":["injected"]}'
+                else:
+                    req = urllib.request.Request(proxy.upstream.addr + self.path, data=body, method=self.command)
+                    for k, v in self.headers.items():
+                        if k.lower() not in ("host", "content-length", "connection"):
+                            req.add_header(k, v)
+                    try:
+                        with urllib.request.urlopen(req, timeout=30) as resp:
+                            status, data = resp.status, resp.read()
+                    except urllib.error.HTTPError as e:
+                        status, data = e.code, e.read()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_LIST = _handle
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def addr(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def paths(self) -> list[str]:
+        return [r["path"] for r in self.requests]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
