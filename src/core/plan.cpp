@@ -30,7 +30,8 @@ std::size_t add_fetch(Plan& plan, const std::string& path,
   Fetch f;
   f.read.path = path;
   f.read.version = version;
-  f.read.describe = version ? fmt::format("{} (version {})", path, *version) : path;
+  f.read.describe = version ? fmt::format("{} version {} (for {})", path, *version, user)
+                            : fmt::format("{} (for {})", path, user);
   f.engine = engine;
   f.first_user = user;
   plan.fetches.push_back(std::move(f));
