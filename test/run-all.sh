@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs every test of crunch-secrets: the C++ unit tests, the Go plugin's tests, and the
+# integration suite against real OpenBao dev servers and the Arvados API stand-in.
+# This is the test command README.md gives; .ci/run calls it.
+#
+# Environment: BUILD_DIR (default build), MESON_ARGS (extra `meson setup` arguments),
+# PYTEST_ARGS (extra pytest arguments), RUN_GO_TESTS=0 (skip the plugin's Go tests).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+export PATH=$PATH:/usr/local/go/bin
+export GOFLAGS=${GOFLAGS:--mod=mod} GOSUMDB=${GOSUMDB:-off} GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
+build=${BUILD_DIR:-build}
+step() { printf '\n=== %s\n' "$*"; }
+failed=()
+
+step "dependencies"
+bash packaging/install-deps.sh
+
+step "OpenBao (real server, built from the Go module proxy, cached)"
+BAO_BIN=$(bash test/openbao/build.sh)
+export BAO_BIN
+"$BAO_BIN" version
+
+step "crunch-secrets (meson, $build)"
+if [[ ! -f $build/build.ninja ]]; then
+  # shellcheck disable=SC2086
+  meson setup "$build" -Dtests=true ${MESON_ARGS:-}
+fi
+ninja -C "$build"
+export CRUNCH_SECRETS_BIN=$repo/$build/crunch-secrets PROBE_BIN=$repo/$build/test/probe/probe
+
+step "C++ unit tests (doctest)"
+"$build/test/unit/unit-tests" || failed+=("unit tests")
+
+if [[ ${RUN_GO_TESTS:-1} == 1 ]]; then
+  step "vault-plugin-auth-arvados: go vet, go test"
+  (
+    cd vault-plugin-auth-arvados
+    go vet ./... && go test -count=1 ./...
+  ) || failed+=("plugin go tests")
+fi
+
+step "plugin binary for the end-to-end tests"
+plugin_dir=$repo/$build/plugins
+mkdir -p "$plugin_dir"
+(cd vault-plugin-auth-arvados && go build -trimpath -o "$plugin_dir/vault-plugin-auth-arvados" .)
+export ARVADOS_PLUGIN_BIN=$plugin_dir/vault-plugin-auth-arvados
+
+step "integration tests (pytest, real OpenBao)"
+# shellcheck disable=SC2086
+python3 -m pytest test/integration ${PYTEST_ARGS:-} || failed+=("integration tests")
+
+if ((${#failed[@]})); then
+  printf '\nFAILED: %s\n' "${failed[*]}"
+  exit 1
+fi
+printf '\nall test suites passed\n'
