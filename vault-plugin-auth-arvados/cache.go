@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"sync"
 	"time"
 )
@@ -11,9 +9,10 @@ import (
 // not enough, everything is.
 const maxCacheEntries = 10000
 
-// lookupCache remembers Arvados answers used at login for a short time (cache_ttl), so that a
-// burst of containers logging in does not become a burst of API calls. Keys that involve a
-// token are hashed; the cache never holds a token. Renewal never uses the cache.
+// lookupCache remembers privileged Arvados answers used at login (group membership of a user)
+// for a short time (cache_ttl), so that many containers of one user starting together do not
+// each ask Arvados. The client's own token is checked against Arvados on every login and is
+// never a key or a value here. Renewal never uses the cache.
 type lookupCache struct {
 	mu      sync.Mutex
 	entries map[string]cacheEntry
@@ -27,12 +26,6 @@ type cacheEntry struct {
 
 func newLookupCache() *lookupCache {
 	return &lookupCache{entries: map[string]cacheEntry{}, now: time.Now}
-}
-
-// tokenKey derives a cache key from `token` that cannot be turned back into it.
-func tokenKey(kind, token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return kind + ":" + hex.EncodeToString(sum[:])
 }
 
 func (c *lookupCache) get(key string) (any, bool) {
