@@ -1,0 +1,365 @@
+"""vault-plugin-auth-arvados end to end: a real OpenBao dev server with the plugin registered from
+a plugin directory, the Arvados stand-in, and `crunch-secrets run --auth arvados`.
+
+The plugin binary is $ARVADOS_PLUGIN_BIN (test/run-all.sh builds it), else it is built here with
+`go build`. Every Arvados token secret and credential secret of the stand-in's fixtures is a
+canary: no OpenBao log, stand-in log, crunch-secrets output or HTTP answer may contain one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+import harness
+from harness import CANARIES, REPO_ROOT, BaoServer, Runner, fail, http_json
+
+PLUGIN_NAME = "vault-plugin-auth-arvados"
+STANDIN = REPO_ROOT / "test" / "arvados-standin" / "standin.py"
+FIXTURES = REPO_ROOT / "test" / "arvados-standin" / "fixtures.json"
+
+ALICE = "zzzzz-tpzed-aliceinlab00001"
+BOB = "zzzzz-tpzed-bobinother00001"
+LAB = "zzzzz-j7d0g-labgroup0000001"
+OTHER = "zzzzz-j7d0g-othergroup00001"
+ALICE_RUN1 = "zzzzz-dz642-alicerunning001"
+ALICE_RUN2 = "zzzzz-dz642-alicerunning002"
+ALICE_DONE = "zzzzz-dz642-alicecomplete01"
+BOB_RUN = "zzzzz-dz642-bobrunning00001"
+DAVE_RUN = "zzzzz-dz642-daverunning0001"
+EVE_RUN = "zzzzz-dz642-everunning00001"
+ADMIN_TOKEN_UUID = "zzzzz-gj3su-admintoken00001"
+
+FIXTURE_DATA = json.loads(FIXTURES.read_text())
+TOKEN_SECRETS = {t["uuid"]: t["secret"] for t in FIXTURE_DATA["tokens"]}
+CONTAINER_AUTH = {c["uuid"]: c["auth_uuid"] for c in FIXTURE_DATA["containers"]}
+
+# Register every fixture secret as a canary once per session.
+if not any(s.label.startswith("arvados token ") for s in CANARIES.items):
+    for _uuid, _secret in TOKEN_SECRETS.items():
+        CANARIES.add(f"arvados token {_uuid}", _secret)
+    for _cred in FIXTURE_DATA.get("credentials", []):
+        CANARIES.add(f"arvados credential {_cred['uuid']}", _cred["secret"])
+
+
+def plain_token(auth_uuid: str) -> str:
+    return f"v2/{auth_uuid}/{TOKEN_SECRETS[auth_uuid]}"
+
+
+def container_token(ctr: str) -> str:
+    return plain_token(CONTAINER_AUTH[ctr]) + "/" + ctr
+
+
+# ---------------------------------------------------------------------------------------------
+# The stand-in and the plugin
+
+
+class Standin:
+    """A running standin.py; its stderr is scanned for canaries when it stops."""
+
+    def __init__(self) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="cs-standin-"))
+        port_file = self.workdir / "port"
+        self.log_path = self.workdir / "standin.log"
+        logf = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(STANDIN), "--fixtures", str(FIXTURES), "--port", "0",
+             "--port-file", str(port_file), "--verbose"],
+            stdout=subprocess.DEVNULL, stderr=logf, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        logf.close()
+        deadline = time.monotonic() + 20
+        while not port_file.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                fail(f"the Arvados stand-in did not start; log: {self.log_path}")
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{int(port_file.read_text())}"
+
+    def control(self, method: str, path: str, body=None):
+        status, resp = http_json(method, f"{self.url}/_control/{path}", body=body)
+        if status != 200:
+            fail(f"stand-in control {method} {path}: {status} {resp}")
+        return resp
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        CANARIES.check(self.log_path.read_bytes(), "the Arvados stand-in's log")
+
+
+@pytest.fixture(scope="module")
+def plugin_dir():
+    """A directory holding only the plugin binary, named as the plugin is registered."""
+    d = Path(tempfile.mkdtemp(prefix="cs-plugins-"))
+    target = d / PLUGIN_NAME
+    given = os.environ.get("ARVADOS_PLUGIN_BIN")
+    if given:
+        shutil.copy2(given, target)
+    else:
+        env = dict(os.environ, GOFLAGS="-mod=mod", GOSUMDB="off")
+        go = shutil.which("go") or "/usr/local/go/bin/go"
+        proc = subprocess.run([go, "build", "-trimpath", "-o", str(target), "."],
+                              cwd=REPO_ROOT / PLUGIN_NAME, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=900)
+        if proc.returncode != 0:
+            fail("building the plugin failed:\n" + proc.stdout.decode(errors="replace")[-3000:])
+    os.chmod(target, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def standin():
+    s = Standin()
+    yield s
+    s.stop()
+
+
+USER_POLICY = """
+path "secret/data/arvados/{{identity.entity.aliases.%s.name}}/*" { capabilities = ["read"] }
+"""
+
+
+@pytest.fixture(scope="module")
+def arv(plugin_dir, standin):
+    """A dev server with the plugin enabled at auth/arvados, configured for the stand-in, with a
+    secret per group and per user."""
+    bao = BaoServer(name="bao-arvados", extra_args=[f"-dev-plugin-dir={plugin_dir}"]).start()
+    bao.api("POST", "sys/auth/arvados", {"type": PLUGIN_NAME})
+    accessor = bao.api("GET", "sys/auth")["arvados/"]["accessor"]
+    bao.api("POST", "auth/arvados/config", {
+        "arvados_api_host": standin.url,
+        "privileged_token": plain_token(ADMIN_TOKEN_UUID),
+        "cluster_id": "zzzzz",
+        "allowed_policies": "arvados-*",
+        "cache_ttl": 0,
+    })
+    bao.policy("arvados-lab", 'path "secret/data/lab/*" { capabilities = ["read"] }')
+    bao.policy("arvados-other", 'path "secret/data/other/*" { capabilities = ["read"] }')
+    bao.policy("arvados-user", USER_POLICY % accessor)
+    bao.policy("admin-everything", 'path "*" { capabilities = ["read", "list"] }')
+    bao.api("POST", "auth/arvados/role/lab", {
+        "bound_group_uuids": [LAB], "token_policies": ["arvados-lab", "arvados-user"],
+        "token_ttl": "10m", "token_max_ttl": "1h",
+    })
+    bao.api("POST", "auth/arvados/role/other", {
+        "bound_group_uuids": [OTHER], "token_policies": ["arvados-other", "arvados-user"],
+    })
+    values = {
+        "lab": CANARIES.new("lab group secret"),
+        "other": CANARIES.new("other group secret"),
+        "alice": CANARIES.new("alice's own secret"),
+        "bob": CANARIES.new("bob's own secret"),
+    }
+    bao.kv2_put("secret", "lab/db", {"password": values["lab"]})
+    bao.kv2_put("secret", "other/db", {"password": values["other"]})
+    bao.kv2_put("secret", f"arvados/{ALICE}/personal", {"value": values["alice"]})
+    bao.kv2_put("secret", f"arvados/{BOB}/personal", {"value": values["bob"]})
+    bao.values = values
+    bao.accessor = accessor
+    yield bao
+    bao.close()
+
+
+@pytest.fixture
+def acs(arv):
+    runner = Runner(arv)
+    yield runner
+    runner.cleanup()
+
+
+def run_arvados(acs, role: str, token: str, env: dict, *extra: str):
+    """crunch-secrets run --auth arvados with ARVADOS_API_TOKEN=token and no Vault token."""
+    return acs.run(["run", "--no-manifest", "--auth", "arvados", "--arvados-role", role, *extra,
+                    "--", "{probe}"], dict(env, ARVADOS_API_TOKEN=token), token=None)
+
+
+def login(arv, role: str, token: str, mount: str = "arvados"):
+    status, resp = arv.api_status("POST", f"auth/{mount}/login", {"role": role, "arvados_token": token},
+                                  token=None)
+    CANARIES.check(json.dumps(resp), f"the login answer (role {role})")
+    if status == 200:
+        CANARIES.add("vault token from an arvados login", resp["auth"]["client_token"])
+    return status, resp
+
+
+def errors_of(resp) -> str:
+    return "; ".join(resp.get("errors", [])) if isinstance(resp, dict) else str(resp)
+
+
+# ---------------------------------------------------------------------------------------------
+# crunch-secrets with a container token
+
+
+def test_group_bound_secret_is_delivered(acs, arv):
+    r = run_arvados(acs, "lab", container_token(ALICE_RUN1), {"X": "vault:secret/data/lab/db#password"})
+    assert r.code == 0, r.describe()
+    assert r.env["X"] == arv.values["lab"], "the lab secret was not delivered"
+
+
+def test_nested_group_member_gets_the_group_secret(acs, arv):
+    r = run_arvados(acs, "lab", container_token(DAVE_RUN), {"X": "vault:secret/data/lab/db#password"})
+    assert r.code == 0, r.describe()
+    assert r.env["X"] == arv.values["lab"], "the lab secret was not delivered to a nested member"
+
+
+def test_other_groups_secret_is_denied(acs):
+    r = run_arvados(acs, "lab", container_token(ALICE_RUN1), {"X": "vault:secret/data/other/db#password"})
+    assert r.code == 77, r.describe()
+    assert r.report is None, "the command ran although a secret was denied"
+    assert "secret/data/other/db" in r.err, r.describe()
+
+
+def test_role_of_another_group_is_refused(acs):
+    r = run_arvados(acs, "other", container_token(ALICE_RUN1), {"X": "vault:secret/data/other/db#password"})
+    assert r.code == 80, r.describe()
+    assert r.report is None
+
+
+def test_per_user_templated_path(acs, arv):
+    r = run_arvados(acs, "lab", container_token(ALICE_RUN1),
+                    {"MINE": f"vault:secret/data/arvados/{ALICE}/personal#value"})
+    assert r.code == 0, r.describe()
+    assert r.env["MINE"] == arv.values["alice"], "alice's own secret was not delivered"
+    r = run_arvados(acs, "lab", container_token(ALICE_RUN1),
+                    {"THEIRS": f"vault:secret/data/arvados/{BOB}/personal#value"})
+    assert r.code == 77, r.describe()
+    r = run_arvados(acs, "other", container_token(BOB_RUN),
+                    {"MINE": f"vault:secret/data/arvados/{BOB}/personal#value"})
+    assert r.code == 0, r.describe()
+    assert r.env["MINE"] == arv.values["bob"], "bob's own secret was not delivered"
+
+
+def test_complete_container_token_is_refused_at_login(acs):
+    r = run_arvados(acs, "lab", container_token(ALICE_DONE), {"X": "vault:secret/data/lab/db#password"})
+    assert r.code == 80, r.describe()
+    assert r.report is None
+
+
+def test_non_member_is_refused(acs):
+    r = run_arvados(acs, "lab", container_token(EVE_RUN), {"X": "vault:secret/data/lab/db#password"})
+    assert r.code == 80, r.describe()
+
+
+def test_token_file_option(acs, arv):
+    d = acs.tmpfs_dir()
+    p = d / "arvados-token"
+    p.write_text(container_token(ALICE_RUN1) + "\n")
+    os.chmod(p, 0o600)
+    r = acs.run(["run", "--no-manifest", "--auth", "arvados", "--arvados-role", "lab",
+                 "--arvados-token-file", str(p), "--", "{probe}"],
+                {"X": "vault:secret/data/lab/db#password"}, token=None)
+    assert r.code == 0, r.describe()
+    assert r.env["X"] == arv.values["lab"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain HTTP against OpenBao
+
+
+def test_login_answer(arv):
+    status, resp = login(arv, "lab", container_token(ALICE_RUN1))
+    assert status == 200, errors_of(resp)
+    auth = resp["auth"]
+    assert sorted(auth["token_policies"]) == ["arvados-lab", "arvados-user", "default"], auth["token_policies"]
+    assert auth["metadata"] == {"role": "lab", "user_uuid": ALICE, "username": "alice",
+                                "container_uuid": ALICE_RUN1}, auth["metadata"]
+    assert auth["lease_duration"] == 600 and auth["renewable"], auth
+    assert auth["entity_id"], "no entity for the login"
+    entity = arv.api("GET", f"identity/entity/id/{auth['entity_id']}")["data"]
+    aliases = [(a["mount_accessor"], a["name"]) for a in entity["aliases"]]
+    assert (arv.accessor, ALICE) in aliases, aliases
+
+
+def test_role_write_above_the_ceiling_is_refused(arv):
+    status, resp = arv.api_status("POST", "auth/arvados/role/greedy",
+                                  {"bound_group_uuids": [LAB], "token_policies": ["arvados-lab", "admin-everything"]})
+    assert status == 400, (status, resp)
+    assert "exceed the ceiling" in errors_of(resp) and "admin-everything" in errors_of(resp), errors_of(resp)
+    status, _ = arv.api_status("GET", "auth/arvados/role/greedy")
+    assert status == 404, "a refused role was stored"
+
+
+def test_config_read_hides_the_privileged_token(arv):
+    data = arv.api("GET", "auth/arvados/config")["data"]
+    CANARIES.check(json.dumps(data), "the config read")
+    assert "privileged_token" not in data and data["privileged_token_set"] is True, data
+
+
+def test_renewal_fails_once_the_container_completed(arv, standin):
+    status, resp = login(arv, "lab", container_token(ALICE_RUN2))
+    assert status == 200, errors_of(resp)
+    vtoken = resp["auth"]["client_token"]
+    try:
+        status, resp = arv.api_status("POST", "auth/token/renew-self", {"increment": "5m"}, token=vtoken)
+        assert status == 200, f"renewal of a running container's token failed: {status} {errors_of(resp)}"
+        standin.control("POST", f"containers/{ALICE_RUN2}", {"state": "Complete"})
+        status, resp = arv.api_status("POST", "auth/token/renew-self", {"increment": "5m"}, token=vtoken)
+        CANARIES.check(json.dumps(resp), "the renew answer")
+        assert status != 200, "renewal succeeded after the container completed"
+        assert "not Running" in errors_of(resp), errors_of(resp)
+        # A fresh login with the (now expired) container token is refused too.
+        status, resp = login(arv, "lab", container_token(ALICE_RUN2))
+        assert status == 400, (status, errors_of(resp))
+    finally:
+        standin.control("POST", f"containers/{ALICE_RUN2}", {"state": "Running"})
+
+
+def test_renewal_fails_once_membership_is_removed(arv, standin):
+    status, resp = login(arv, "lab", container_token(DAVE_RUN))
+    assert status == 200, errors_of(resp)
+    vtoken = resp["auth"]["client_token"]
+    link = "zzzzz-o0j2j-linkanallab0001"  # analysts -> lab: dave's path into lab
+    standin.control("DELETE", f"links/{link}")
+    try:
+        status, resp = arv.api_status("POST", "auth/token/renew-self", {}, token=vtoken)
+        assert status != 200, "renewal succeeded after the membership was removed"
+        assert "no longer a member" in errors_of(resp), errors_of(resp)
+    finally:
+        standin.control("POST", "links", {"uuid": link, "tail_uuid": "zzzzz-j7d0g-analysts0000001",
+                                          "head_uuid": LAB, "name": "can_read"})
+
+
+def test_login_fails_closed_when_arvados_is_down(arv, acs):
+    """A second mount points at its own stand-in, which then goes away."""
+    down = Standin()
+    try:
+        arv.api("POST", "sys/auth/arvados-down", {"type": PLUGIN_NAME})
+        arv.api("POST", "auth/arvados-down/config", {
+            "arvados_api_host": down.url, "privileged_token": plain_token(ADMIN_TOKEN_UUID),
+            "cluster_id": "zzzzz", "allowed_policies": "arvados-*", "cache_ttl": 0,
+        })
+        arv.api("POST", "auth/arvados-down/role/lab", {"bound_group_uuids": [LAB], "token_policies": ["arvados-lab"]})
+        status, resp = login(arv, "lab", container_token(ALICE_RUN1), mount="arvados-down")
+        assert status == 200, errors_of(resp)
+        down.control("POST", "shutdown")
+        down.proc.wait(10)
+
+        status, resp = login(arv, "lab", container_token(ALICE_RUN1), mount="arvados-down")
+        assert status == 502, (status, errors_of(resp))
+        assert f"cannot reach Arvados API at {down.url}" in errors_of(resp), errors_of(resp)
+
+        r = acs.run(["run", "--no-manifest", "--wait", "2s", "--auth", "arvados", "--arvados-mount", "arvados-down",
+                     "--arvados-role", "lab", "--", "{probe}"],
+                    {"X": "vault:secret/data/lab/db#password", "ARVADOS_API_TOKEN": container_token(ALICE_RUN1)},
+                    token=None)
+        # The plugin answers 502, which crunch-secrets retries until --wait runs out (exit 69).
+        assert r.code == 69, r.describe()
+        assert "cannot reach Arvados API" in r.err, r.describe()
+        assert r.report is None, "the command ran although Arvados was unreachable"
+    finally:
+        down.stop()
+        arv.api_status("DELETE", "sys/auth/arvados-down")
