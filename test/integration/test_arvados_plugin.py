@@ -363,3 +363,52 @@ def test_login_fails_closed_when_arvados_is_down(arv, acs):
     finally:
         down.stop()
         arv.api_status("DELETE", "sys/auth/arvados-down")
+
+
+# ---------------------------------------------------------------------------------------------
+# The stand-in itself (the C++ tests rely on these behaviours too)
+
+
+def arv_get(standin, path: str, token: str | None, **query):
+    from urllib.parse import urlencode
+    url = f"{standin.url}/arvados/v1/{path}"
+    if query:
+        url += "?" + urlencode({k: json.dumps(v) if not isinstance(v, str) else v for k, v in query.items()})
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    status, body = http_json("GET", url, headers=headers)
+    return status, body
+
+
+def test_standin_error_bodies(standin):
+    status, body = arv_get(standin, "users/current", None)
+    assert status == 401 and body["errors"] == ["Not logged in"] and body["error_token"], (status, body)
+    status, body = arv_get(standin, "containers/current", plain_token("zzzzz-gj3su-alicetoken00001"))
+    assert status == 404 and "not associated with a container" in body["errors"][0], (status, body)
+    status, body = arv_get(standin, "computed_permissions", container_token(ALICE_RUN1))
+    assert status == 403, (status, body)
+    status, body = arv_get(standin, "links", plain_token(ADMIN_TOKEN_UUID), filters="[not json")
+    assert status == 422, (status, body)
+
+
+def test_standin_links_filters(standin):
+    status, body = arv_get(standin, "links", plain_token(ADMIN_TOKEN_UUID),
+                           filters=[["link_class", "=", "permission"], ["tail_uuid", "=", ALICE],
+                                    ["head_uuid", "=", LAB]])
+    assert status == 200 and [l["name"] for l in body["items"]] == ["can_read"], body
+    status, body = arv_get(standin, "groups", container_token(ALICE_RUN1),
+                           filters=[["group_class", "=", "role"]])
+    assert status == 200 and {g["uuid"] for g in body["items"]} >= {LAB, OTHER}, body
+
+
+def test_standin_credential_secret_only_for_running_containers(standin):
+    cred = FIXTURE_DATA["credentials"][0]["uuid"]
+    status, body = arv_get(standin, "credentials", container_token(ALICE_RUN1))
+    assert status == 200 and [c["uuid"] for c in body["items"]] == [cred], body
+    assert all("secret" not in c for c in body["items"]), "the list shows a secret"
+    status, body = arv_get(standin, f"credentials/{cred}/secret", container_token(ALICE_RUN1))
+    assert status == 200 and body["external_id"] == "AKIAEXAMPLELAB" and body["secret"], status
+    assert arv_get(standin, f"credentials/{cred}/secret", plain_token("zzzzz-gj3su-alicetoken00001"))[0] == 403
+    assert arv_get(standin, f"credentials/{cred}/secret", container_token(ALICE_DONE))[0] == 401
+    assert arv_get(standin, f"credentials/{cred}/secret", container_token(BOB_RUN))[0] == 404
+    log = standin.control("GET", "log")["items"]
+    assert any(e.get("event", {}).get("event_type") == "secret_access" for e in log), "no secret_access event"
