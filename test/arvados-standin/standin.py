@@ -432,6 +432,12 @@ class Handler(BaseHTTPRequestHandler):
         if resource == "computed_permissions" and not rest:
             if not admin:
                 raise ApiError(403, "Forbidden: computed_permissions is only available to admin users")
+            # As documented: no offset, and count is "none" (the default) or nothing.
+            if query.get("offset", ["0"])[0] not in ("", "0"):
+                raise ApiError(422, "Invalid offset: computed_permissions does not support offset")
+            if query.get("count", ["none"])[0] != "none":
+                raise ApiError(422, "Invalid count: computed_permissions supports only count=none")
+            query = dict(query, count=["none"])
             rows = []
             for u in w.users.values():
                 for target, level in sorted(w.computed_permissions(u["uuid"]).items()):
