@@ -444,6 +444,10 @@ class World:
     role_id: str = ""
     secret_id: str = ""
 
+    def __repr__(self) -> str:
+        # Test failure output shows fixture values: never the secrets.
+        return f"World(bao={self.bao.name}, [values redacted])"
+
     def wrapped_token(self, policies: tuple[str, ...] = ("reader",)) -> str:
         return self.bao.token(list(policies), wrap_ttl="300s", label="wrapping token")
 
@@ -536,6 +540,9 @@ class Result:
     @property
     def out(self) -> str:
         return self.stdout.decode(errors="replace")
+
+    def __repr__(self) -> str:
+        return f"Result(code={self.code}, [outputs redacted])"
 
     def describe(self) -> str:
         """For assertion messages: exit code and stderr (already scanned: no canary inside)."""

@@ -111,13 +111,13 @@ def test_existing_dir_accepted_and_file_modes(cs, world):
     sdir = d / "s"
     sdir.mkdir(mode=0o700)
     man = manifest(d, [{"path": "a", "secret": "pw"}, {"path": "b/c", "secret": "pw", "mode": "0600"},
-                       {"path": "d", "secret": "pw", "mode": "0444"}], PW)
+                       {"path": "d", "secret": "pw", "mode": "0640"}], PW)
     r = cs.run(["run", "-m", str(man), "--secrets-dir", str(sdir), "--", "{probe}"],
                probe_files=[sdir / "a", sdir / "b/c", sdir / "d"])
     assert r.code == 0, r.describe()
     assert r.file(sdir / "a")["mode"] == "0400"
     assert r.file(sdir / "b/c")["mode"] == "0600"
-    assert r.file(sdir / "d")["mode"] == "0444"
+    assert r.file(sdir / "d")["mode"] == "0640"
     for n in ("a", "b/c", "d"):
         assert r.file_bytes(sdir / n) == world.values["password"].encode()
         assert r.file(sdir / n)["uid"] == os.getuid()

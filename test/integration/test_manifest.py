@@ -71,7 +71,7 @@ def full_manifest(tmpl_file: Path) -> dict:
 def test_manifest_env_and_files(cs, world, kind):
     d = cs.tmpfs_dir()
     tmpl = d / "other.conf.tmpl"
-    tmpl.write_text("key=${secret:aws#access_key}\nold=${secret:old}\nliteral=$${x}\n")
+    tmpl.write_text("key=${secret:aws#access_key}\nold=${secret:old}\nliteral=$${secret:db}\n")
     man = write_manifest(d, full_manifest(tmpl), kind)
     sdir = d / "secrets"
     names = ["db/password", "aws/credentials", "aws/named", "app.env", "app.ini", "default.ini", "aws.json",
@@ -103,7 +103,7 @@ def test_manifest_env_and_files(cs, world, kind):
     assert json.loads(content("aws.raw")) == world.aws
     assert content("app.conf") == f"user = app\npassword = {pw}\n".encode()
     assert content("other.conf") == (
-        f"key={world.aws['access_key']}\nold={world.versions[1]}\nliteral=${{x}}\n").encode()
+        f"key={world.aws['access_key']}\nold={world.versions[1]}\nliteral=${{secret:db}}\n").encode()
 
     # dotenv: NAME="value" lines sorted by name, with \\ \" \$ \n escapes.
     expected = "".join(f'{k}="{dotenv_escape(v)}"\n' for k, v in sorted(world.dotenv.items()))

@@ -177,3 +177,10 @@ def test_json_log_format(cs):
     assert len(errors) == 1, r.describe()
     assert errors[0].get("exit_code") == 79
     assert "secret/data/does-not-exist" in errors[0].get("message", "")
+
+
+def test_only_escaped_reference_in_env(cs):
+    """An environment whose only `${vault:` is escaped needs no secret at all."""
+    r = cs.run(RUN, {"E": "a $${vault:kv/app#token}"})
+    assert r.code == 0, r.describe()
+    assert r.env["E"] == "a ${vault:kv/app#token}"
