@@ -184,3 +184,35 @@ def test_only_escaped_reference_in_env(cs):
     r = cs.run(RUN, {"E": "a $${vault:kv/app#token}"})
     assert r.code == 0, r.describe()
     assert r.env["E"] == "a ${vault:kv/app#token}"
+
+
+def test_verbose_json_logs_never_show_values(cs, world):
+    d = cs.tmpfs_dir()
+    m = d / "m.yml"
+    m.write_text("version: 1\nsecrets:\n  db:\n    path: secret/data/app\n    key: password\n"
+                 "env:\n  DB: ${secret:db}\nfiles:\n  - path: f\n    secret: db\n")
+    env = dict(world_special_env(world), CRUNCH_SECRETS_ROLE_ID=world.role_id, CRUNCH_SECRETS_SECRET_ID=world.secret_id)
+    r = cs.run(["run", "-m", str(m), "-v", "--log-format", "json", "--", "{probe}"], env, token=None)
+    assert r.code == 0, r.describe()
+    for line in r.err.splitlines():
+        if line.strip():
+            obj = json.loads(line)
+            assert "level" in obj and "message" in obj, "log object without level/message"
+    r = cs.run(["run", "-m", str(m), "-v", "--", "{probe}"], env, token=None)
+    assert r.code == 0, r.describe()
+    assert r.err.strip(), "-v printed nothing"
+
+
+def world_special_env(world) -> dict:
+    return {f"S_{k.upper()}": f"vault:secret/data/special#{k}" for k in world.specials}
+
+
+def test_quiet_prints_nothing_on_success(cs):
+    r = cs.run(["run", "--no-manifest", "-q", "--", "{probe}"], {"X": "vault:secret/data/app#password"})
+    assert r.code == 0, r.describe()
+    assert r.stderr == b"" and r.stdout == b"", r.describe()
+
+
+def test_bad_wait_is_usage_error(cs):
+    r = cs.run(["run", "--no-manifest", "--wait", "soon", "--", "{probe}"], {"X": "vault:secret/data/app#password"})
+    assert r.code == 64, r.describe()

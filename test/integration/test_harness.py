@@ -1,0 +1,23 @@
+"""Self-tests of the harness: the leak scanner finds canaries and never prints them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness import Canaries
+
+
+@pytest.mark.offline
+def test_scanner_reports_index_not_value():
+    c = Canaries()
+    v1 = c.new("first")
+    v2 = c.new("second", "\nwith newline")
+    hits = c.findings(b"prefix " + v2.encode() + b" suffix", "stderr")
+    assert hits == [f"canary 2 (second) found in stderr at offset 7"]
+    assert v1 not in hits[0] and v2 not in hits[0]
+    # An escaped rendering is still found through the unique hex marker.
+    hits = c.findings(json.dumps({"x": v2}), "log")
+    assert len(hits) == 1 and hits[0].startswith("canary 2 ")
+    assert c.findings("nothing here", "stdout") == []
