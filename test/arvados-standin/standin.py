@@ -341,6 +341,12 @@ class Handler(BaseHTTPRequestHandler):
             entry["status"] = status
             with self.world.lock:
                 self.world.log.append(entry)
+        if getattr(self, "shutdown_after_reply", False):
+            self.close_connection = True
+            self.send_json(status, body)
+            self.wfile.flush()
+            threading.Thread(target=self.server.shutdown, daemon=True).start()
+            return
         self.send_json(status, body)
 
     def do_GET(self):  # noqa: N802
@@ -485,7 +491,8 @@ class Handler(BaseHTTPRequestHandler):
                 w.outage = int(body.get("status", 0))
                 return 200, {"status": w.outage}
             if parts == ["shutdown"] and method == "POST":
-                threading.Thread(target=self.server.shutdown, daemon=True).start()
+                # handle_any stops the server once this answer is written.
+                self.shutdown_after_reply = True
                 return 200, {}
             if len(parts) == 2 and parts[0] in ("containers", "users", "groups", "tokens",
                                                 "credentials") and method == "POST":

@@ -284,6 +284,21 @@ def test_login_answer(arv):
     assert (arv.accessor, ALICE) in aliases, aliases
 
 
+def test_group_alias_maps_to_an_external_group(arv):
+    """A Vault external group aliased to the Arvados lab group gives its members the group's
+    policies (the Vault admin's explicit choice); non-members do not get them."""
+    arv.policy("arvados-lab-ext", 'path "secret/data/lab-ext/*" { capabilities = ["read"] }')
+    gid = arv.api("POST", "identity/group", {"name": "arvados-lab-ext", "type": "external",
+                                              "policies": ["arvados-lab-ext"]})["data"]["id"]
+    arv.api("POST", "identity/group-alias", {"name": LAB, "mount_accessor": arv.accessor, "canonical_id": gid})
+    status, resp = login(arv, "lab", container_token(ALICE_RUN1))
+    assert status == 200, errors_of(resp)
+    assert resp["auth"]["identity_policies"] == ["arvados-lab-ext"], resp["auth"].get("identity_policies")
+    status, resp = login(arv, "other", container_token(BOB_RUN))
+    assert status == 200, errors_of(resp)
+    assert not resp["auth"].get("identity_policies"), resp["auth"].get("identity_policies")
+
+
 def test_role_write_above_the_ceiling_is_refused(arv):
     status, resp = arv.api_status("POST", "auth/arvados/role/greedy",
                                   {"bound_group_uuids": [LAB], "token_policies": ["arvados-lab", "admin-everything"]})
