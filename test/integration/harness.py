@@ -122,7 +122,7 @@ class Canaries:
         for s in self.items:
             if s.index in exclude:
                 continue
-            for needle in {s.marker, s.value}:
+            for needle in (s.value, s.marker):
                 if not needle:
                     continue
                 off = data.find(needle.encode("utf-8", "surrogateescape"))
