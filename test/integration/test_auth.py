@@ -145,3 +145,42 @@ def test_obtained_token_not_given_to_child(cs, world):
     assert r.code == 0, r.describe()
     for k, v in r.env.items():
         assert "TOKEN" not in k or k == "ARVADOS_API_TOKEN", f"unexpected {k} in the child environment"
+
+
+def test_explicit_method_without_material_is_78(cs):
+    for method in ("token", "approle", "wrapped"):
+        r = cs.run(["run", "--no-manifest", "--auth", method, "--", "{probe}"], dict(REF), token=None)
+        assert r.code == 78, f"--auth {method}: {r.describe()}"
+
+
+def test_manifest_approle_role_and_custom_mount(cs, world):
+    bao = cs.bao
+    st, _ = bao.api_status("GET", "auth/approle2/role/other/role-id")
+    if st != 200:
+        bao.api("POST", "sys/auth/approle2", {"type": "approle"})
+        bao.api("POST", "auth/approle2/role/other", {"token_policies": ["reader"]})
+    role_id = bao.api("GET", "auth/approle2/role/other/role-id")["data"]["role_id"]
+    from harness import CANARIES
+    secret_id = CANARIES.add("approle2 secret id", bao.api("POST", "auth/approle2/role/other/secret-id")["data"]["secret_id"])
+    d = cs.tmpfs_dir()
+    m = d / "m.yml"
+    m.write_text(f"version: 1\nauth:\n  method: approle\n  role: {role_id}\n  mount: approle2\n"
+                 "env:\n  X: ${vault:secret/data/app#password}\n")
+    r = cs.run(["run", "-m", str(m), "--", "{probe}"], {"CRUNCH_SECRETS_SECRET_ID": secret_id}, token=None)
+    assert r.code == 0, r.describe()
+    assert r.env["X"] == world.values["password"]
+    # The same with options; the default mount does not know this role.
+    sid = write_secret_file(cs, "sid", secret_id)
+    r = cs.run(["run", "--no-manifest", "--role-id", role_id, "--secret-id-file", str(sid), "--approle-mount",
+                "approle2", "--", "{probe}"], dict(REF), token=None)
+    assert r.code == 0, r.describe()
+    r = cs.run(["run", "--no-manifest", "--role-id", role_id, "--secret-id-file", str(sid), "--", "{probe}"],
+               dict(REF), token=None)
+    assert r.code == 80, r.describe()
+
+
+def test_generic_endpoint(cs):
+    r = cs.run(RUN, {"P": "vault:auth/token/lookup-self#policies", "N": "vault:sys/mounts/secret/tune#max_lease_ttl"})
+    assert r.code == 0, r.describe()
+    assert r.env["P"] == '["root"]'
+    assert r.env["N"].isdigit()
