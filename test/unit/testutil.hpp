@@ -106,7 +106,9 @@ inline int code_of(const core::Error& e) { return static_cast<int>(e.code()); }
 
 #define CHECK_CONTAINS(haystack, needle)                                                          \
   CHECK_MESSAGE(::cs::test::contains((haystack), (needle)),                                      \
-                "'" << (haystack) << "' does not contain '" << (needle) << "'")
+                "'" << std::string(std::string_view(haystack)) << "' does not contain '"         \
+                    << std::string(std::string_view(needle)) << "'")
 #define CHECK_NOT_CONTAINS(haystack, needle)                                                      \
   CHECK_MESSAGE(!::cs::test::contains((haystack), (needle)),                                     \
-                "'" << (haystack) << "' contains '" << (needle) << "'")
+                "'" << std::string(std::string_view(haystack)) << "' contains '"                 \
+                    << std::string(std::string_view(needle)) << "'")
