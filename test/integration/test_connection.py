@@ -129,3 +129,16 @@ def test_namespace_header(cs):
     assert r.env["X"] == val
     r = cs.run(RUN, {"X": "vault:nskv/app#v"})
     assert r.code in (79, 77), r.describe()
+
+
+def test_missing_ca_file_fails_fast(cs_tls):
+    """A CA file that does not exist is a configuration/input error, not an unavailable Vault."""
+    r = cs_tls.run(RUN, dict(REF, VAULT_CACERT="/nonexistent/ca.pem"), wait="10s")
+    assert r.code in (66, 78), r.describe()
+    assert r.elapsed < 5, f"retried a missing CA file for {r.elapsed:.1f}s"
+    assert "/nonexistent/ca.pem" in r.err
+
+
+def test_plain_http_to_tls_server(cs_tls, bao_tls):
+    r = cs_tls.run(RUN, dict(REF, VAULT_ADDR=bao_tls.addr.replace("https:", "http:")))
+    assert r.code != 0 and r.report is None, r.describe()
