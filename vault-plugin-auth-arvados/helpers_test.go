@@ -127,10 +127,18 @@ func adminToken(t *testing.T) string { return plainToken(t, adminTokenUUID) }
 
 // standin is a running test/arvados-standin/standin.py.
 type standin struct {
-	URL    string
-	cmd    *exec.Cmd
-	client *http.Client
-	stderr *bytes.Buffer
+	URL      string
+	cmd      *exec.Cmd
+	stderr   *syncBuffer
+	stopOnce sync.Once
+}
+
+// stop kills the stand-in and waits for it and its output to finish.
+func (s *standin) stop() {
+	s.stopOnce.Do(func() {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+	})
 }
 
 // startStandin runs the stand-in with the fixture file on a free port, over TLS when
@@ -149,16 +157,15 @@ func startStandin(t *testing.T, certFile, keyFile string) *standin {
 		scheme = "https"
 	}
 	cmd := exec.Command("python3", args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
 	cmd.Stdout = io.Discard
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting the stand-in: %v", err)
 	}
-	s := &standin{cmd: cmd, client: &http.Client{Timeout: 10 * time.Second}, stderr: &stderr}
+	s := &standin{cmd: cmd, stderr: stderr}
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_, _ = cmd.Process.Wait()
+		s.stop()
 		if strings.Contains(stderr.String(), leakMarker) {
 			t.Errorf("the stand-in's stderr contains a secret")
 		}

@@ -201,8 +201,7 @@ func TestLoginFailsClosed(t *testing.T) {
 		if resp, err := tb.login(t, "lab", containerToken(t, aliceRun1)); errorText(resp, err) != "" {
 			t.Fatalf("login before the kill: %s", errorText(resp, err))
 		}
-		_ = s.cmd.Process.Kill()
-		_, _ = s.cmd.Process.Wait()
+		s.stop()
 		check(t, s.URL)
 	})
 }
