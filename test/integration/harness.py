@@ -701,15 +701,17 @@ class FaultProxy:
     """Forwards /v1/... to `upstream` and records every request (method, path, headers).
 
     `fault(n, method, path)` (n = 0-based request index) may return a status to answer with
-    instead of forwarding (body `{"errors":["injected"]}`), or None to forward.
+    instead of forwarding (body `{"errors":["injected"]}`), or None to forward. `delay(n,
+    method, path)` may return seconds to wait first.
     """
 
-    def __init__(self, upstream: BaoServer, fault=None):
+    def __init__(self, upstream: BaoServer, fault=None, delay=None):
         import http.server
         import threading
 
         self.upstream = upstream
         self.fault = fault
+        self.delay = delay  # delay(n, method, path) -> seconds to wait before answering
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         proxy = self
@@ -728,6 +730,8 @@ class FaultProxy:
                     proxy.requests.append({"method": self.command, "path": self.path,
                                            "headers": {k.lower(): v for k, v in self.headers.items()},
                                            "time": time.monotonic()})
+                if proxy.delay:
+                    time.sleep(proxy.delay(n, self.command, self.path) or 0)
                 status = proxy.fault(n, self.command, self.path) if proxy.fault else None
                 if status is not None:
                     data = b'{"errors":["injected"]}'

@@ -14,8 +14,8 @@ RUN = ["run", "--no-manifest", "--", "{probe}"]
 def proxy(bao):
     made = []
 
-    def make(fault=None):
-        p = FaultProxy(bao, fault)
+    def make(fault=None, delay=None):
+        p = FaultProxy(bao, fault, delay)
         made.append(p)
         return p
 
@@ -118,3 +118,64 @@ def test_not_json_is_76(cs, bao, proxy):
         srv.shutdown()
         srv.server_close()
     assert r.code == 76, r.describe()
+
+
+def test_reads_run_in_parallel(cs, world, proxy):
+    p = proxy(delay=lambda n, m, path: 1.0 if path.startswith("/v1/secret/data/") else 0)
+    env = {"VAULT_ADDR": p.addr, "A": "vault:secret/data/app#password", "B": "vault:secret/data/aws#secret_key",
+           "C": "vault:secret/data/dotenv#API_TOKEN", "D": "vault:secret/data/versioned#value#1",
+           "E": "vault:secret/data/ini#password", "F": "vault:secret/data/typed#s"}
+    r = cs.run(RUN, env)
+    assert r.code == 0, r.describe()
+    assert len(reads(p)) == 6
+    assert r.elapsed < 3.5, f"6 reads of 1 s each took {r.elapsed:.1f}s: not parallel"
+
+
+def test_not_dumpable_while_holding_secrets(cs, world, proxy):
+    """Run as an unprivileged user: while a read is in flight (after login, with the token held),
+    /proc/PID/ of a non-dumpable process belongs to root."""
+    import os
+    import subprocess
+    import threading
+    import time as _time
+
+    from harness import crunch_secrets_bin, probe_bin
+
+    for b in (crunch_secrets_bin(), probe_bin()):
+        for parent in [b, *b.parents]:
+            if parent == parent.parent:
+                break
+            if not os.stat(parent).st_mode & 0o001:
+                pytest.fail(f"{parent} is not accessible to an unprivileged user; cannot run this test")
+    p = proxy(delay=lambda n, m, path: 2.0 if path.startswith("/v1/secret/data/versioned") else 0)
+    d = cs.tmpfs_dir()
+    os.chmod(d, 0o777)
+    owners = []
+
+    def watch(proc):
+        deadline = _time.monotonic() + 1.5
+        while _time.monotonic() < deadline and proc.poll() is None:
+            try:
+                owners.append(os.stat(f"/proc/{proc.pid}/environ").st_uid)
+            except OSError:
+                pass
+            _time.sleep(0.05)
+
+    env = {"PATH": "/usr/bin:/bin", "VAULT_ADDR": p.addr, "VAULT_TOKEN": cs.bao.root_token,
+           "X": "vault:secret/data/versioned#value#1", "PROBE_REPORT": str(d / "report.json")}
+    proc = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(crunch_secrets_bin()),
+                             "run", "--no-manifest", "--", str(probe_bin())], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _time.sleep(0.3)
+    t = threading.Thread(target=watch, args=(proc,))
+    t.start()
+    out, err = proc.communicate(timeout=30)
+    t.join()
+    cs.scan(out, "stdout")
+    cs.scan(err, "stderr")
+    assert proc.returncode == 0, f"exit {proc.returncode}; stderr: {err.decode(errors='replace')[-500:]!r}"
+    assert owners, "could not observe the process"
+    assert set(owners) == {0}, f"/proc/PID/environ owners while secrets held: {sorted(set(owners))}"
+    import json
+    rep = json.loads((d / "report.json").read_text())
+    assert rep["dumpable"] == 1 and rep["uid"] == 65534
