@@ -243,7 +243,7 @@ func (b *backend) identify(ctx context.Context, cfg *arvadosConfig, client *arva
 	if !isUUID(user.UUID, infixUser) {
 		return nil, refuse("Arvados answered users/current without a user uuid")
 	}
-	if auth.OwnerUUID != "" && auth.OwnerUUID != user.UUID {
+	if auth.OwnerUUID != user.UUID {
 		return nil, refuse("Arvados answered with a user that does not own the token")
 	}
 	if clusterOf(user.UUID) != cfg.ClusterID {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -383,5 +384,97 @@ func TestRenewPersonalToken(t *testing.T) {
 	r, err := tb.renew(t, resp.Auth)
 	if got := errorText(r, err); !strings.Contains(got, "now requires a container token") {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// fakeArvados answers each API path with a fixed JSON body, whatever the token: it plays an
+// Arvados server whose answers disagree with each other.
+func fakeArvados(t *testing.T, answers map[string]string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, ok := answers[r.URL.Path]
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"errors":["Path not found"]}`))
+			return
+		}
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func TestLoginInconsistentArvadosAnswers(t *testing.T) {
+	const (
+		authUUID = "zzzzz-gj3su-0123456789abcde"
+		ctrUUID  = "zzzzz-dz642-0123456789abcde"
+		token    = "v2/" + authUUID + "/canaryfakesecret/" + ctrUUID
+		apiAuth  = "/arvados/v1/api_client_authorizations/current"
+		apiUser  = "/arvados/v1/users/current"
+		apiCtr   = "/arvados/v1/containers/current"
+		apiPerms = "/arvados/v1/computed_permissions"
+	)
+	good := func() map[string]string {
+		return map[string]string{
+			apiAuth:  `{"uuid":"` + authUUID + `","owner_uuid":"` + alice + `","scopes":["all"]}`,
+			apiUser:  `{"uuid":"` + alice + `","username":"alice","is_active":true}`,
+			apiCtr:   `{"uuid":"` + ctrUUID + `","state":"Running","auth_uuid":"` + authUUID + `","runtime_user_uuid":"` + alice + `"}`,
+			apiPerms: `{"items":[{"user_uuid":"` + alice + `","target_uuid":"` + labGroup + `","perm_level":"can_read"}]}`,
+		}
+	}
+	cases := []struct {
+		name    string
+		path    string
+		body    string
+		wantErr string
+	}{
+		{"consistent", "", "", ""},
+		{"authorization of another token", apiAuth, `{"uuid":"zzzzz-gj3su-aaaaaaaaaaaaaaa","owner_uuid":"` + alice + `","scopes":["all"]}`, "does not match the token"},
+		{"authorization of another cluster", apiAuth, `{"uuid":"yyyyy-gj3su-0123456789abcde","owner_uuid":"` + alice + `","scopes":["all"]}`, "does not match the token"},
+		{"owner is someone else", apiAuth, `{"uuid":"` + authUUID + `","owner_uuid":"` + bob + `","scopes":["all"]}`, "does not own the token"},
+		{"no scopes", apiAuth, `{"uuid":"` + authUUID + `","owner_uuid":"` + alice + `"}`, "scoped"},
+		{"user of another cluster", apiUser, `{"uuid":"yyyyy-tpzed-aliceinlab00001","is_active":true}`, "does not own the token"},
+		{"user without uuid", apiUser, `{"username":"alice","is_active":true}`, "without a user uuid"},
+		{"another container", apiCtr, `{"uuid":"zzzzz-dz642-aaaaaaaaaaaaaaa","state":"Running"}`, "it is the token of container"},
+		{"container runs with another token", apiCtr, `{"uuid":"` + ctrUUID + `","state":"Running","auth_uuid":"zzzzz-gj3su-aaaaaaaaaaaaaaa"}`, "does not run with this token"},
+		{"container runs as another user", apiCtr, `{"uuid":"` + ctrUUID + `","state":"Running","runtime_user_uuid":"` + bob + `"}`, "does not run as user"},
+		{"no container for a container token", apiCtr, "", "does not associate it with a container"},
+		{"permission rows about someone else", apiPerms, `{"items":[{"user_uuid":"` + bob + `","target_uuid":"` + labGroup + `","perm_level":"can_manage"}]}`, "is not a member"},
+		{"permission rows about another group", apiPerms, `{"items":[{"user_uuid":"` + alice + `","target_uuid":"` + otherGrp + `","perm_level":"can_manage"}]}`, "is not a member"},
+		{"unknown permission level", apiPerms, `{"items":[{"user_uuid":"` + alice + `","target_uuid":"` + labGroup + `","perm_level":"can_fly"}]}`, "is not a member"},
+		{"answer not JSON", apiUser, `<html>`, "cannot reach Arvados API"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			answers := good()
+			if tc.path != "" {
+				if tc.body == "" {
+					delete(answers, tc.path)
+				} else {
+					answers[tc.path] = tc.body
+				}
+			}
+			tb := newTestBackend(t)
+			tb.mustWrite(t, "config", map[string]any{
+				"arvados_api_host": fakeArvados(t, answers), "cluster_id": "zzzzz",
+				"privileged_token": "v2/zzzzz-gj3su-admintoken00001/privileged", "allowed_policies": "arvados-*",
+			})
+			tb.mustWrite(t, "role/lab", map[string]any{"bound_group_uuids": labGroup, "token_policies": "arvados-lab"})
+			resp, err := tb.login(t, "lab", token)
+			got := errorText(resp, err)
+			noSecretIn(t, "the answer", got)
+			if tc.wantErr == "" {
+				if got != "" {
+					t.Fatalf("unexpected error: %s", got)
+				}
+				return
+			}
+			if !strings.Contains(got, tc.wantErr) {
+				t.Fatalf("want error containing %q, got %q", tc.wantErr, got)
+			}
+			if resp != nil && resp.Auth != nil {
+				t.Fatal("refused login carries auth")
+			}
+		})
 	}
 }
