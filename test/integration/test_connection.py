@@ -142,3 +142,21 @@ def test_missing_ca_file_fails_fast(cs_tls):
 def test_plain_http_to_tls_server(cs_tls, bao_tls):
     r = cs_tls.run(RUN, dict(REF, VAULT_ADDR=bao_tls.addr.replace("https:", "http:")))
     assert r.code != 0 and r.report is None, r.describe()
+
+
+def test_tls_server_name(cs_tls):
+    r = cs_tls.run(RUN, dict(REF, VAULT_TLS_SERVER_NAME="localhost"))
+    assert r.code == 0, r.describe()
+    r = cs_tls.run(RUN, dict(REF, VAULT_TLS_SERVER_NAME="wrong.example"), wait="1s")
+    assert r.code != 0 and r.report is None, r.describe()
+
+
+def test_client_timeout(cs, bao):
+    from harness import FaultProxy
+    p = FaultProxy(bao, delay=lambda n, m, path: 5 if path.startswith("/v1/secret/") else 0)
+    try:
+        r = cs.run(RUN, dict(REF, VAULT_ADDR=p.addr, VAULT_CLIENT_TIMEOUT="1s"), wait="3s")
+    finally:
+        p.close()
+    assert r.code == 69, r.describe()
+    assert r.elapsed < 4.8, f"VAULT_CLIENT_TIMEOUT=1s ignored: {r.elapsed:.1f}s"

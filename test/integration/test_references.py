@@ -216,3 +216,24 @@ def test_quiet_prints_nothing_on_success(cs):
 def test_bad_wait_is_usage_error(cs):
     r = cs.run(["run", "--no-manifest", "--wait", "soon", "--", "{probe}"], {"X": "vault:secret/data/app#password"})
     assert r.code == 64, r.describe()
+
+
+def test_secret_reference_in_inherited_env(cs, world):
+    d = cs.tmpfs_dir()
+    m = d / "m.yml"
+    m.write_text("version: 1\nsecrets:\n  db:\n    path: secret/data/app\n    key: password\n")
+    r = cs.run(["run", "-m", str(m), "--", "{probe}"], {"X": "pw=${secret:db}", "Y": "${secret:db#username}"})
+    assert r.code == 0, r.describe()
+    assert r.env["X"] == f"pw={world.values['password']}"
+    assert r.env["Y"] == world.values["username"]
+    r = cs.run(RUN, {"X": "pw=${secret:db}"})
+    assert r.code == 65, r.describe()
+
+
+def test_unusual_but_valid_path_and_key(cs):
+    from harness import CANARIES
+    val = CANARIES.new("odd key")
+    cs.bao.kv2_put("secret", "we.ird/p@th=x+y-z_1", {"my key.with-dots and spaces": val})
+    r = cs.run(RUN, {"X": "vault:secret/data/we.ird/p@th=x+y-z_1#my key.with-dots and spaces"})
+    assert r.code == 0, r.describe()
+    assert r.env["X"] == val
