@@ -58,7 +58,8 @@ log "building OpenBao $OPENBAO_VERSION ($OPENBAO_COMMIT) with $("$go_bin" versio
 start=$(date +%s)
 (
   cd "$work"
-  export GOFLAGS=-mod=mod GOSUMDB=off GOTOOLCHAIN=local CGO_ENABLED=${CGO_ENABLED:-1}
+  # GOTOOLCHAIN=auto lets a Go >= 1.21 fetch the toolchain go.mod asks for (1.25.8) from the proxy.
+  export GOFLAGS=-mod=mod GOSUMDB=off GOTOOLCHAIN=${GOTOOLCHAIN:-auto} CGO_ENABLED=${CGO_ENABLED:-1}
   "$go_bin" build -trimpath \
     -ldflags "-s -w -X github.com/openbao/openbao/version.fullVersion=$OPENBAO_VERSION -X github.com/openbao/openbao/version.GitCommit=$OPENBAO_COMMIT" \
     -o "$work/bao" .
