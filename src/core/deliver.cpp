@@ -130,6 +130,15 @@ EnvBlock build_child_env(const std::vector<std::string>& environ, const Plan& pl
   // Later assignments win: manifest env follows inherited-env references in the plan.
   std::map<std::string, Secret> assigned;
   for (const auto& a : plan.env) {
+    if (!a.value.has_refs()) {
+      // Only "$${vault:" escapes: the literal text with the escapes undone.
+      Secret literal;
+      for (const auto& seg : a.value.segments) {
+        literal.append(seg.literal);
+      }
+      assigned[a.name] = std::move(literal);
+      continue;
+    }
     if (resolver == nullptr) {
       throw Error(ExitCode::internal, "internal error: environment references without secrets");
     }
@@ -174,11 +183,18 @@ EnvBlock build_child_env(const std::vector<std::string>& environ, const Plan& pl
 std::vector<Secret> build_child_argv(const Plan& plan, const Resolver* resolver) {
   std::vector<Secret> argv;
   for (std::size_t i = 0; i < plan.argv.size(); ++i) {
-    if (plan.argv[i].has_refs()) {
+    if (!plan.argv_templates) {
+      argv.emplace_back(plan.argv_text[i]);
+    } else if (plan.argv[i].has_refs()) {
       argv.push_back(resolver->render(plan.argv[i], i == 0 ? std::string("COMMAND")
                                                            : fmt::format("argument {}", i)));
     } else {
-      argv.emplace_back(plan.argv_text[i]);
+      // Literal text only, but "$${vault:" escapes are already undone in the segments.
+      Secret literal;
+      for (const auto& seg : plan.argv[i].segments) {
+        literal.append(seg.literal);
+      }
+      argv.push_back(std::move(literal));
     }
   }
   return argv;

@@ -38,7 +38,7 @@ std::string seconds_text(Clock::duration d) {
 
 bool is_retryable(const Response& r) {
   if (r.status == 0) {
-    return true;
+    return !r.permanent;
   }
   return r.status == 412 || r.status == 429 || (r.status >= 500 && r.status != 501);
 }
@@ -122,10 +122,15 @@ std::vector<Response> Client::send(const std::vector<Request>& requests) {
     if (m_config.max_retries && attempt >= static_cast<unsigned>(*m_config.max_retries)) {
       return results;
     }
-    const auto delay = backoff_delay(attempt, m_rng);
-    if (Clock::now() + delay >= m_deadline) {
+    // Retry until the deadline itself: the last wait is cut short so that one more attempt
+    // happens right before it.
+    const auto remaining =
+        std::chrono::duration_cast<std::chrono::milliseconds>(m_deadline - Clock::now());
+    if (remaining < std::chrono::milliseconds(20)) {
       return results;
     }
+    const auto delay = std::min(backoff_delay(attempt, m_rng),
+                                remaining - std::chrono::milliseconds(10));
     const Response& sample = results[retry.front()];
     util::log::debug("Vault not ready ({}); retrying {} request(s) in {} ms",
                      sample.status == 0 ? sample.transport_error
@@ -139,6 +144,12 @@ std::vector<Response> Client::send(const std::vector<Request>& requests) {
 void Client::fail(const Response& r, const std::string& what, ExitCode on_400,
                   const std::string& hint_403) const {
   const std::string elapsed = seconds_text(Clock::now() - m_start);
+  if (r.status == 0 && r.permanent) {
+    throw Error(ExitCode::config,
+                "cannot connect to Vault at {} for {}: {}: check VAULT_ADDR, VAULT_CACERT, "
+                "VAULT_CAPATH, VAULT_CLIENT_CERT/KEY and VAULT_TLS_SERVER_NAME",
+                m_config.address, what, r.transport_error);
+  }
   if (r.status == 0) {
     throw Error(ExitCode::unavailable,
                 "Vault at {} unavailable for {}: {} (gave up after {}): check VAULT_ADDR and "

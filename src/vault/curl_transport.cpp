@@ -209,6 +209,20 @@ std::vector<Response> CurlTransport::perform(const std::vector<const Request*>& 
                                                             : curl_easy_strerror(msg->data.result);
         responses[i].status = 0;
         responses[i].transport_error = detail;
+        switch (msg->data.result) {
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CRL_BADFILE:
+        case CURLE_SSL_ISSUER_ERROR:
+        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        case CURLE_URL_MALFORMAT:
+        case CURLE_UNSUPPORTED_PROTOCOL:
+          responses[i].permanent = true;
+          break;
+        default:
+          break;
+        }
         util::wipe_string(responses[i].body);
       }
     }

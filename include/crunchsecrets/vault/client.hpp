@@ -14,7 +14,8 @@
 
 namespace cs::vault {
 
-// True when a response should be retried: no HTTP response, 412, 429, or 5xx except 501.
+// True when a response should be retried: no HTTP response (unless the failure is permanent,
+// such as TLS verification), 412, 429, or 5xx except 501.
 bool is_retryable(const Response& response);
 
 // Delay before retry number `attempt` (0-based): full jitter over 100 ms doubling to 2 s.

@@ -25,6 +25,9 @@ struct Response {
   long status = 0;
   util::SecureString body;
   std::string transport_error;
+  // Set with `transport_error` when retrying cannot help: a TLS certificate that fails
+  // verification, a CA or client certificate file that cannot be used, a malformed URL.
+  bool permanent = false;
   bool http_ok() const { return status >= 200 && status < 300; }
 };
 
