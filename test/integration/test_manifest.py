@@ -288,3 +288,24 @@ def test_manifest_auth_and_secrets_dir_settings(cs, world):
     assert r.code == 0, r.describe()
     assert r.file_bytes(other / "p") == world.values["password"].encode()
     assert r.env["CRUNCH_SECRETS_DIR"] == str(other)
+
+
+def test_aws_credentials_field_aliases(cs):
+    from harness import CANARIES
+    a = {"aws_access_key_id": "AKIAALIAS1", "aws_secret_access_key": CANARIES.new("aws alias secret 1")}
+    b = {"access_key_id": "AKIAALIAS2", "secret_access_key": CANARIES.new("aws alias secret 2"),
+         "security_token": CANARIES.new("aws alias token 2")}
+    cs.bao.kv2_put("secret", "aws-a", a)
+    cs.bao.kv2_put("secret", "aws-b", b)
+    d = cs.tmpfs_dir()
+    sdir = d / "s"
+    man = write_manifest(d, {"version": 1, "secrets": {"a": {"path": "secret/data/aws-a"}, "b": {"path": "secret/data/aws-b"}},
+                             "files": [{"path": "a", "secret": "a", "format": "aws-credentials"},
+                                       {"path": "b", "secret": "b", "format": "aws-credentials", "profile": "x"}]}, "yaml")
+    r = cs.run(["run", "-m", str(man), "--", "{probe}"], secrets_dir=sdir, probe_files=[sdir / "a", sdir / "b"])
+    assert r.code == 0, r.describe()
+    assert r.file_bytes(sdir / "a") == (f"[default]\naws_access_key_id = AKIAALIAS1\n"
+                                        f"aws_secret_access_key = {a['aws_secret_access_key']}\n").encode(), "a differs"
+    assert r.file_bytes(sdir / "b") == (f"[x]\naws_access_key_id = AKIAALIAS2\n"
+                                        f"aws_secret_access_key = {b['secret_access_key']}\n"
+                                        f"aws_session_token = {b['security_token']}\n").encode(), "b differs"
