@@ -1,1 +1,731 @@
+#include <functional>
+#include <map>
+
 #include <doctest/doctest.h>
+
+#include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/vault/client.hpp"
+#include "crunchsecrets/vault/config.hpp"
+#include "testutil.hpp"
+
+using namespace cs::vault;
+using cs::test::code_of;
+using cs::test::error_of;
+using cs::util::Secret;
+using cs::util::SecureString;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A request as the fake transport saw it, with its secret parts revealed for checking.
+struct Seen {
+  std::string method;
+  std::string path;
+  std::string body;
+  std::optional<std::string> token;
+};
+
+Response resp(long status, std::string_view body = "") {
+  Response r;
+  r.status = status;
+  r.body = SecureString(body.data(), body.size());
+  return r;
+}
+
+Response no_connection(std::string why = "Connection refused") {
+  Response r;
+  r.status = 0;
+  r.transport_error = std::move(why);
+  return r;
+}
+
+// A scripted Transport: `handler` answers each request; every batch is recorded.
+class FakeTransport : public Transport {
+public:
+  using Handler = std::function<Response(const Seen&)>;
+  explicit FakeTransport(Handler handler) : m_handler(std::move(handler)) {}
+
+  std::vector<Response> perform(const std::vector<const Request*>& requests,
+                                Clock::time_point deadline) override {
+    deadlines.push_back(deadline);
+    batches.emplace_back();
+    std::vector<Response> out;
+    for (const Request* r : requests) {
+      Seen s{r->method, r->path, std::string(r->body.reveal()), std::nullopt};
+      if (r->token != nullptr) {
+        s.token = std::string(r->token->reveal());
+      }
+      batches.back().push_back(s);
+      out.push_back(m_handler(s));
+    }
+    m_sent += requests.size();
+    return out;
+  }
+  std::size_t requests_sent() const override { return m_sent; }
+
+  std::vector<std::size_t> batch_sizes() const {
+    std::vector<std::size_t> out;
+    for (const auto& b : batches) {
+      out.push_back(b.size());
+    }
+    return out;
+  }
+
+  std::vector<std::vector<Seen>> batches;
+  std::vector<Clock::time_point> deadlines;
+
+private:
+  Handler m_handler;
+  std::size_t m_sent = 0;
+};
+
+Config config(std::optional<int> max_retries = std::nullopt) {
+  Config c;
+  c.address = "http://vault.test:8200";
+  c.max_retries = max_retries;
+  return c;
+}
+
+Clock::time_point far() { return Clock::now() + 60s; }
+
+ReadSpec spec(std::string path, std::optional<std::uint64_t> version = std::nullopt) {
+  ReadSpec s;
+  s.path = std::move(path);
+  s.version = version;
+  s.describe = "vault:" + s.path + "#k";
+  return s;
+}
+
+const char* k_kv2 =
+    R"({"data":{"data":{"password":"pw","n":1},"metadata":{"version":3,"destroyed":false}},"lease_id":"","lease_duration":0,"renewable":false})";
+const char* k_kv1 = R"({"data":{"password":"pw1"},"lease_duration":2764800})";
+
+// Reads one path through a client whose transport always answers `r`; returns the error.
+cs::core::Error read_error(Response r, std::optional<int> max_retries = 0,
+                           std::size_t* requests = nullptr,
+                           std::optional<std::uint64_t> version = std::nullopt) {
+  FakeTransport t([&](const Seen&) { return r; });
+  Client c(config(max_retries), t, far());
+  c.use_token(Secret(std::string_view("s.client-token")));
+  auto e = error_of([&] { c.read_all({spec("secret/data/app", version)}); });
+  if (requests != nullptr) {
+    *requests = t.requests_sent();
+  }
+  REQUIRE_MESSAGE(e.has_value(), "the read succeeded");
+  return *e;
+}
+
+std::string str(const SecureString& s) { return std::string(s.data(), s.size()); }
+
+} // namespace
+
+TEST_SUITE_BEGIN("vault::retry");
+
+TEST_CASE("connection failures, 412, 429 and 5xx except 501 are retryable") {
+  for (long status : {0L, 412L, 429L, 500L, 502L, 503L, 504L, 599L}) {
+    CAPTURE(status);
+    CHECK(is_retryable(resp(status)));
+  }
+  for (long status : {200L, 204L, 301L, 400L, 401L, 403L, 404L, 405L, 501L}) {
+    CAPTURE(status);
+    CHECK_FALSE(is_retryable(resp(status)));
+  }
+}
+
+TEST_CASE("backoff delays double from 100 ms up to 2 s, with jitter below the ceiling") {
+  std::mt19937_64 rng(12345);
+  for (unsigned attempt = 0; attempt < 40; ++attempt) {
+    CAPTURE(attempt);
+    const long ceiling = attempt >= 5 ? 2000 : 100L << attempt;
+    long lo = 1 << 30;
+    long hi = 0;
+    for (int i = 0; i < 500; ++i) {
+      const long d = static_cast<long>(backoff_delay(attempt, rng).count());
+      lo = std::min(lo, d);
+      hi = std::max(hi, d);
+    }
+    CHECK(lo >= 0);
+    CHECK(hi <= ceiling);
+    // Jitter: the delays spread over most of the range rather than sitting at one value.
+    CHECK(hi - lo > ceiling / 4);
+  }
+}
+
+TEST_CASE("a retryable answer is retried until it succeeds") {
+  int calls = 0;
+  FakeTransport t([&](const Seen&) { return ++calls < 3 ? resp(503) : resp(200, k_kv2); });
+  Client c(config(), t, far());
+  c.use_token(Secret(std::string_view("s.t")));
+  auto got = c.read_all({spec("secret/data/app")});
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].kv2);
+  CHECK(t.requests_sent() == 3);
+  CHECK(t.batch_sizes() == std::vector<std::size_t>{1, 1, 1});
+}
+
+TEST_CASE("412, 429 and connection errors are retried too") {
+  for (const Response& first : {resp(412), resp(429), resp(500), no_connection()}) {
+    CAPTURE(first.status);
+    bool failed_once = false;
+    FakeTransport t([&](const Seen&) {
+      if (!failed_once) {
+        failed_once = true;
+        return first;
+      }
+      return resp(200, k_kv1);
+    });
+    Client c(config(), t, far());
+    c.use_token(Secret(std::string_view("s.t")));
+    CHECK_NOTHROW(c.read_all({spec("kv/app")}));
+    CHECK(t.requests_sent() == 2);
+  }
+}
+
+TEST_CASE("only the failed requests of a batch are retried") {
+  std::map<std::string, int> calls;
+  FakeTransport t([&](const Seen& s) {
+    const int n = ++calls[s.path];
+    if (s.path == "kv/b" && n == 1) {
+      return resp(503);
+    }
+    return resp(200, k_kv1);
+  });
+  Client c(config(), t, far());
+  c.use_token(Secret(std::string_view("s.t")));
+  auto got = c.read_all({spec("kv/a"), spec("kv/b"), spec("kv/c")});
+  CHECK(got.size() == 3);
+  CHECK(t.batch_sizes() == std::vector<std::size_t>{3, 1});
+  CHECK(t.batches[1][0].path == "kv/b");
+}
+
+TEST_CASE("retries stop at VAULT_MAX_RETRIES") {
+  for (int max : {0, 1, 3}) {
+    CAPTURE(max);
+    std::size_t requests = 0;
+    const auto e = read_error(resp(503, R"({"errors":["Vault is sealed"]})"), max, &requests);
+    CHECK(requests == static_cast<std::size_t>(max) + 1);
+    CHECK(code_of(e) == 69);
+    CHECK_CONTAINS(e.what(), "HTTP 503");
+    CHECK_CONTAINS(e.what(), "Vault is sealed");
+    CHECK_CONTAINS(e.what(), "http://vault.test:8200");
+  }
+}
+
+TEST_CASE("retries stop at the deadline") {
+  FakeTransport t([](const Seen&) { return no_connection("Could not connect"); });
+  const auto start = Clock::now();
+  const auto deadline = start + 400ms;
+  Client c(config(), t, deadline);
+  c.use_token(Secret(std::string_view("s.t")));
+  auto e = error_of([&] { c.read_all({spec("kv/a")}); });
+  const auto elapsed = Clock::now() - start;
+  REQUIRE(e);
+  CHECK(code_of(*e) == 69);
+  CHECK_CONTAINS(e->what(), "Could not connect");
+  CHECK_CONTAINS(e->what(), "gave up after");
+  CHECK(elapsed < 400ms + 250ms);   // never sleeps past the deadline
+  CHECK(t.requests_sent() >= 2);    // 50..100 ms, 50..200 ms fit before 400 ms
+  CHECK(t.requests_sent() <= 8);
+  for (const auto& d : t.deadlines) {
+    CHECK(d == deadline);           // every attempt is bounded by the same deadline
+  }
+}
+
+TEST_CASE("a deadline already past means one attempt and no sleep") {
+  FakeTransport t([](const Seen&) { return resp(503); });
+  Client c(config(), t, Clock::now());
+  c.use_token(Secret(std::string_view("s.t")));
+  const auto start = Clock::now();
+  auto e = error_of([&] { c.read_all({spec("kv/a")}); });
+  REQUIRE(e);
+  CHECK(code_of(*e) == 69);
+  CHECK(t.requests_sent() == 1);
+  CHECK(Clock::now() - start < 100ms);
+}
+
+TEST_CASE("400, 401, 403, 404 and 501 are never retried") {
+  for (long status : {400L, 401L, 403L, 404L, 501L}) {
+    CAPTURE(status);
+    std::size_t requests = 0;
+    (void)read_error(resp(status), std::nullopt, &requests);
+    CHECK(requests == 1);
+  }
+}
+
+TEST_SUITE_END();
+
+TEST_SUITE_BEGIN("vault::Client");
+
+TEST_CASE("a client needs an address") {
+  FakeTransport t([](const Seen&) { return resp(200); });
+  Config c;
+  auto e = error_of([&] { Client client(c, t, far()); });
+  REQUIRE(e);
+  CHECK(code_of(*e) == 78);
+  CHECK_CONTAINS(e->what(), "VAULT_ADDR");
+}
+
+TEST_CASE("an empty token is a configuration error") {
+  FakeTransport t([](const Seen&) { return resp(200); });
+  Client c(config(), t, far());
+  auto e = error_of([&] { c.use_token(Secret()); });
+  REQUIRE(e);
+  CHECK(code_of(*e) == 78);
+  CHECK_FALSE(c.logged_in());
+  c.use_token(Secret(std::string_view("s.x")));
+  CHECK(c.logged_in());
+  CHECK(t.requests_sent() == 0); // a given token needs no request
+}
+
+TEST_CASE("HTTP statuses map to the documented exit codes") {
+  CHECK(code_of(read_error(resp(403, R"({"errors":["permission denied"]})"))) == 77);
+  CHECK(code_of(read_error(resp(404, R"({"errors":[]})"))) == 79);
+  CHECK(code_of(read_error(resp(400, R"({"errors":["bad"]})"))) == 76);
+  CHECK(code_of(read_error(resp(401))) == 80);
+  CHECK(code_of(read_error(resp(501))) == 76);
+  CHECK(code_of(read_error(resp(302))) == 76);
+}
+
+TEST_CASE("a 403 names the path, the server's message and what to do") {
+  const auto e = read_error(resp(403, R"({"errors":["1 error occurred:\n\t* permission denied\n\n"]})"));
+  CHECK_CONTAINS(e.what(), "permission denied reading vault:secret/data/app#k");
+  CHECK_CONTAINS(e.what(), "HTTP 403");
+  CHECK_CONTAINS(e.what(), "policy granting read");
+  CHECK_NOT_CONTAINS(e.what(), "\n");
+}
+
+TEST_CASE("a 404 is not_found naming the path") {
+  const auto e = read_error(resp(404, R"({"errors":[]})"));
+  CHECK(code_of(e) == 79);
+  CHECK_CONTAINS(e.what(), "vault:secret/data/app#k not found");
+}
+
+TEST_CASE("a KV v2 404 with metadata means a deleted or destroyed version") {
+  const auto deleted = read_error(
+      resp(404, R"({"data":{"data":null,"metadata":{"created_time":"2024-01-01T00:00:00Z","deletion_time":"2024-01-02T00:00:00Z","destroyed":false,"version":2}}})"),
+      0, nullptr, 2);
+  CHECK(code_of(deleted) == 79);
+  CHECK_CONTAINS(deleted.what(), "this version was deleted");
+  const auto destroyed = read_error(
+      resp(404, R"({"data":{"data":null,"metadata":{"deletion_time":"","destroyed":true,"version":2}}})"),
+      0, nullptr, 2);
+  CHECK(code_of(destroyed) == 79);
+  CHECK_CONTAINS(destroyed.what(), "this version was destroyed");
+}
+
+TEST_CASE("a KV v2 answer with null data is a deleted version") {
+  const auto e = read_error(resp(200, R"({"data":{"data":null,"metadata":{"version":4}}})"));
+  CHECK(code_of(e) == 79);
+  CHECK_CONTAINS(e.what(), "deleted");
+}
+
+TEST_CASE("a KV v2 answer is recognised by data.data and data.metadata") {
+  FakeTransport t([](const Seen&) { return resp(200, k_kv2); });
+  Client c(config(), t, far());
+  c.use_token(Secret(std::string_view("s.t")));
+  auto got = c.read_all({spec("secret/data/app")});
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].kv2);
+  CHECK(got[0].version == std::optional<std::uint64_t>(3));
+  CHECK(str(got[0].data["password"].get<SecureString>()) == "pw");
+  CHECK(got[0].data.size() == 2);
+}
+
+TEST_CASE("a KV v1 or generic answer uses data as it is") {
+  FakeTransport t([](const Seen& s) {
+    if (s.path == "database/creds/ro") {
+      return resp(200, R"({"lease_id":"database/creds/ro/abc","lease_duration":3600,"renewable":true,"data":{"username":"v-u","password":"p"}})");
+    }
+    if (s.path == "kv/meta") {
+      // Only data and metadata together, both objects, make a KV v2 read.
+      return resp(200, R"({"data":{"data":"x","other":1}})");
+    }
+    return resp(200, k_kv1);
+  });
+  Client c(config(), t, far());
+  c.use_token(Secret(std::string_view("s.t")));
+  auto got = c.read_all({spec("kv/app"), spec("database/creds/ro"), spec("kv/meta")});
+  CHECK_FALSE(got[0].kv2);
+  CHECK(str(got[0].data["password"].get<SecureString>()) == "pw1");
+  CHECK_FALSE(got[0].version.has_value());
+  CHECK_FALSE(got[1].kv2);
+  CHECK(got[1].lease_id == "database/creds/ro/abc");
+  CHECK(got[1].lease_duration == 3600);
+  CHECK(got[1].renewable);
+  CHECK(str(got[1].data["username"].get<SecureString>()) == "v-u");
+  CHECK_FALSE(got[2].kv2);
+  CHECK(got[2].data.size() == 2);
+}
+
+TEST_CASE("a version is asked for with ?version= and needs a KV v2 answer") {
+  FakeTransport t([](const Seen& s) { return resp(200, s.path == "kv/v1?version=2" ? k_kv1 : k_kv2); });
+  Client c(config(), t, far());
+  c.use_token(Secret(std::string_view("s.t")));
+  auto got = c.read_all({spec("secret/data/app", 3)});
+  CHECK(t.batches[0][0].path == "secret/data/app?version=3");
+  CHECK(got[0].kv2);
+  auto e = error_of([&] { c.read_all({spec("kv/v1", 2)}); });
+  REQUIRE(e);
+  CHECK(code_of(*e) == 76);
+  CHECK_CONTAINS(e->what(), "not a KV v2 read");
+}
+
+TEST_CASE("an answer that is not JSON or has no data object is a protocol error") {
+  for (const char* body : {"<html>proxy error</html>", "", "[]", R"({"data":"x"})", R"({"warnings":[]})"}) {
+    CAPTURE(body);
+    const auto e = read_error(resp(200, body));
+    CHECK(code_of(e) == 76);
+    CHECK_CONTAINS(e.what(), "no 'data' object");
+  }
+}
+
+TEST_CASE("reads carry the client token and use GET") {
+  FakeTransport t([](const Seen&) { return resp(200, k_kv1); });
+  Client c(config(), t, far());
+  c.use_token(Secret(std::string_view("s.the-token")));
+  c.read_all({spec("kv/a"), spec("kv/b")});
+  for (const auto& s : t.batches[0]) {
+    CHECK(s.method == "GET");
+    CHECK(s.token == std::optional<std::string>("s.the-token"));
+    CHECK(s.body.empty());
+  }
+}
+
+TEST_CASE("all reads fail together after every answer is in, the first failure reported") {
+  FakeTransport t([](const Seen& s) {
+    if (s.path == "kv/denied") {
+      return resp(403);
+    }
+    if (s.path == "kv/missing") {
+      return resp(404);
+    }
+    return resp(200, k_kv1);
+  });
+  Client c(config(), t, far());
+  c.use_token(Secret(std::string_view("s.t")));
+  auto e = error_of([&] { c.read_all({spec("kv/ok"), spec("kv/missing"), spec("kv/denied")}); });
+  REQUIRE(e);
+  CHECK(code_of(*e) == 79);
+  CHECK(t.batch_sizes() == std::vector<std::size_t>{3});
+}
+
+TEST_CASE("AppRole login is one POST, then every read goes out in one parallel batch") {
+  FakeTransport t([](const Seen& s) {
+    if (s.path == "auth/approle/login") {
+      return resp(200, R"({"auth":{"client_token":"s.from-approle","policies":["default","app"]}})");
+    }
+    return resp(200, k_kv2);
+  });
+  Client c(config(), t, far());
+  c.login_approle("approle", Secret(std::string_view("role-1")), Secret(std::string_view("secret-1")));
+  CHECK(c.logged_in());
+  std::vector<ReadSpec> specs;
+  for (int i = 0; i < 6; ++i) {
+    specs.push_back(spec("secret/data/s" + std::to_string(i)));
+  }
+  auto got = c.read_all(specs);
+  CHECK(got.size() == 6);
+  CHECK(t.requests_sent() == 7);
+  CHECK(t.batch_sizes() == std::vector<std::size_t>{1, 6});
+  const Seen& login = t.batches[0][0];
+  CHECK(login.method == "POST");
+  CHECK_FALSE(login.token.has_value());
+  const auto body = cs::util::SecretJson::parse(login.body);
+  CHECK(str(body["role_id"].get<SecureString>()) == "role-1");
+  CHECK(str(body["secret_id"].get<SecureString>()) == "secret-1");
+  for (const auto& s : t.batches[1]) {
+    CHECK(s.token == std::optional<std::string>("s.from-approle"));
+  }
+}
+
+TEST_CASE("AppRole login at another mount, refused with 400, is an authentication failure") {
+  FakeTransport t([](const Seen&) { return resp(400, R"({"errors":["invalid role or secret ID"]})"); });
+  Client c(config(), t, far());
+  auto e = error_of([&] {
+    c.login_approle("ci-approle", Secret(std::string_view("r")), Secret(std::string_view("s")));
+  });
+  REQUIRE(e);
+  CHECK(code_of(*e) == 80);
+  CHECK_CONTAINS(e->what(), "auth/ci-approle");
+  CHECK_CONTAINS(e->what(), "invalid role or secret ID");
+  CHECK(t.batches[0][0].path == "auth/ci-approle/login");
+  CHECK(t.requests_sent() == 1);
+}
+
+TEST_CASE("a login answer without a client token is a protocol error") {
+  for (const char* body : {"{}", R"({"auth":null})", R"({"auth":{"client_token":""}})", "not json"}) {
+    CAPTURE(body);
+    FakeTransport t([&](const Seen&) { return resp(200, body); });
+    Client c(config(), t, far());
+    auto e = error_of([&] {
+      c.login_approle("approle", Secret(std::string_view("r")), Secret(std::string_view("s")));
+    });
+    REQUIRE(e);
+    CHECK(code_of(*e) == 76);
+    CHECK_CONTAINS(e->what(), "no auth.client_token");
+    CHECK_FALSE(c.logged_in());
+  }
+}
+
+TEST_CASE("unwrapping sends the wrapping token and takes the wrapped client token") {
+  FakeTransport t([](const Seen& s) {
+    if (s.path == "sys/wrapping/unwrap") {
+      return resp(200, R"({"auth":{"client_token":"s.unwrapped"}})");
+    }
+    return resp(200, k_kv1);
+  });
+  Client c(config(), t, far());
+  c.login_wrapped(Secret(std::string_view("hvs.wrapping")));
+  c.read_all({spec("kv/a")});
+  REQUIRE(t.batch_sizes() == std::vector<std::size_t>{1, 1});
+  CHECK(t.batches[0][0].method == "POST");
+  CHECK(t.batches[0][0].token == std::optional<std::string>("hvs.wrapping"));
+  CHECK(t.batches[1][0].token == std::optional<std::string>("s.unwrapped"));
+}
+
+TEST_CASE("a used or expired wrapping token (400) is exit 80 and is not retried") {
+  FakeTransport t([](const Seen&) {
+    return resp(400, R"({"errors":["wrapping token is not valid or does not exist"]})");
+  });
+  Client c(config(), t, far());
+  auto e = error_of([&] { c.login_wrapped(Secret(std::string_view("hvs.used-token"))); });
+  REQUIRE(e);
+  CHECK(code_of(*e) == 80);
+  CHECK_CONTAINS(e->what(), "single use");
+  CHECK_CONTAINS(e->what(), "wrapping token is not valid");
+  CHECK_NOT_CONTAINS(e->what(), "hvs.used-token");
+  CHECK(t.requests_sent() == 1);
+}
+
+TEST_CASE("Arvados login posts the role and the token") {
+  FakeTransport t([](const Seen&) { return resp(200, R"({"auth":{"client_token":"s.arv"}})"); });
+  Client c(config(), t, far());
+  c.login_arvados("arvados", "etl", Secret(std::string_view("v2/zzzzz-gj3su-0123456789abcde/secret")));
+  CHECK(c.logged_in());
+  const Seen& s = t.batches[0][0];
+  CHECK(s.method == "POST");
+  CHECK(s.path == "auth/arvados/login");
+  const auto body = cs::util::SecretJson::parse(s.body);
+  CHECK(str(body["role"].get<SecureString>()) == "etl");
+  CHECK(str(body["arvados_token"].get<SecureString>()) == "v2/zzzzz-gj3su-0123456789abcde/secret");
+}
+
+TEST_CASE("a refused Arvados login is exit 80 and never shows the token") {
+  const std::string token = "v2/zzzzz-gj3su-aaaaaaaaaaaaaaa/CANARYarvtoken";
+  for (long status : {400L, 401L, 403L}) {
+    CAPTURE(status);
+    FakeTransport t([&](const Seen&) {
+      return resp(status, R"({"errors":["token )" + token + R"( is not a running container's"]})");
+    });
+    Client c(config(), t, far());
+    auto e = error_of([&] { c.login_arvados("arvados", "etl", Secret(token)); });
+    REQUIRE(e);
+    CHECK(code_of(*e) == 80);
+    CHECK_CONTAINS(e->what(), "role 'etl'");
+    CHECK_CONTAINS(e->what(), "[redacted]");
+    CHECK_NOT_CONTAINS(e->what(), "CANARYarvtoken");
+    CHECK(t.requests_sent() == 1);
+  }
+}
+
+TEST_CASE("an echoed client token never reaches an error message") {
+  const auto e = [] {
+    FakeTransport t([](const Seen&) {
+      return resp(403, R"({"errors":["token s.CANARY-client-token has no policy for this path"]})");
+    });
+    Client c(config(), t, far());
+    c.use_token(Secret(std::string_view("s.CANARY-client-token")));
+    auto err = error_of([&] { c.read_all({spec("kv/a")}); });
+    REQUIRE(err);
+    return *err;
+  }();
+  CHECK(code_of(e) == 77);
+  CHECK_NOT_CONTAINS(e.what(), "CANARY");
+  CHECK_CONTAINS(e.what(), "token [redacted] has no policy");
+}
+
+TEST_CASE("a token obtained by login is redacted from later errors too") {
+  FakeTransport t([](const Seen& s) {
+    if (s.path == "auth/approle/login") {
+      return resp(200, R"({"auth":{"client_token":"s.CANARY-issued"}})");
+    }
+    return resp(403, R"({"errors":["s.CANARY-issued denied; secret id CANARY-sid"]})");
+  });
+  Client c(config(), t, far());
+  c.login_approle("approle", Secret(std::string_view("role")), Secret(std::string_view("CANARY-sid")));
+  auto e = error_of([&] { c.read_all({spec("kv/a")}); });
+  REQUIRE(e);
+  CHECK_NOT_CONTAINS(e->what(), "CANARY");
+  CHECK_CONTAINS(e->what(), "[redacted] denied; secret id [redacted]");
+}
+
+TEST_CASE("capabilities asks sys/capabilities-self once for all paths") {
+  FakeTransport t([](const Seen&) {
+    return resp(200, R"({"kv/a":["read"],"data":{"kv/a":["read","list"],"kv/b":["deny"]}})");
+  });
+  Client c(config(), t, far());
+  c.use_token(Secret(std::string_view("s.t")));
+  auto caps = c.capabilities({"kv/a", "kv/b", "kv/c"});
+  REQUIRE(caps.size() == 3);
+  CHECK(caps[0] == std::vector<std::string>{"read", "list"});
+  CHECK(caps[1] == std::vector<std::string>{"deny"});
+  CHECK(caps[2].empty());
+  REQUIRE(t.requests_sent() == 1);
+  const Seen& s = t.batches[0][0];
+  CHECK(s.method == "POST");
+  CHECK(s.path == "sys/capabilities-self");
+  CHECK(s.body == R"({"paths":["kv/a","kv/b","kv/c"]})");
+}
+
+TEST_SUITE_END();
+
+TEST_SUITE_BEGIN("vault::server_message");
+
+TEST_CASE("the first non-empty error of a Vault body is the message") {
+  CHECK(server_message(SecureString(R"({"errors":["","permission denied","x"]})")) == "permission denied");
+  CHECK(server_message(SecureString(R"({"errors":[]})")).empty());
+  CHECK(server_message(SecureString(R"({"errors":[1,"second"]})")) == "second");
+  CHECK(server_message(SecureString(R"({"data":{}})")).empty());
+  CHECK(server_message(SecureString("<html>bad gateway</html>")).empty());
+  CHECK(server_message(SecureString("")).empty());
+}
+
+TEST_CASE("control characters become spaces and long messages are cut to 200") {
+  CHECK(server_message(SecureString(R"({"errors":["a\nb\tc\u0000d"]})")) == "a b c d");
+  const std::string long_msg(500, 'x');
+  const std::string m = server_message(SecureString((R"({"errors":[")" + long_msg + R"("]})").c_str()));
+  CHECK(m.size() == 200);
+  CHECK(m.substr(197) == "...");
+}
+
+TEST_CASE("credentials are redacted from server messages, every occurrence") {
+  std::vector<Secret> creds{Secret(std::string_view("s.CANARY-tok")), Secret(std::string_view("sid-CANARY"))};
+  CHECK(server_message(SecureString(R"({"errors":["s.CANARY-tok and sid-CANARY and s.CANARY-tok"]})"), creds) ==
+        "[redacted] and [redacted] and [redacted]");
+}
+
+TEST_CASE("a credential is redacted before the message is cut") {
+  const std::string pad(190, 'p');
+  std::vector<Secret> creds{Secret(std::string_view("CANARY-0123456789"))};
+  const std::string m = server_message(
+      SecureString((R"({"errors":[")" + pad + R"(CANARY-0123456789"]})").c_str()), creds);
+  CHECK_NOT_CONTAINS(m, "CANARY-01");
+  CHECK_NOT_CONTAINS(m, "CANARY");
+}
+
+TEST_SUITE_END();
+
+TEST_SUITE_BEGIN("vault::config_from_env");
+
+namespace {
+EnvLookup env_of(std::map<std::string, std::string> vars) {
+  return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) {
+      return std::nullopt;
+    }
+    return it->second;
+  };
+}
+
+cs::core::Error config_error(std::map<std::string, std::string> vars) {
+  auto e = error_of([&] { config_from_env(env_of(std::move(vars))); });
+  REQUIRE(e.has_value());
+  return *e;
+}
+} // namespace
+
+TEST_CASE("defaults with an empty environment") {
+  const Config c = config_from_env(env_of({}));
+  CHECK(c.address.empty());
+  CHECK(c.client_timeout == std::chrono::milliseconds(60000));
+  CHECK_FALSE(c.max_retries.has_value());
+  CHECK_FALSE(c.tls.skip_verify);
+  CHECK(c.vault_namespace.empty());
+}
+
+TEST_CASE("BAO_ variables win over VAULT_ ones, setting by setting") {
+  const Config c = config_from_env(env_of({
+      {"BAO_ADDR", "https://bao:8200"},
+      {"VAULT_ADDR", "https://vault:8200"},
+      {"VAULT_CACERT", "/vault/ca.pem"},
+      {"BAO_CAPATH", "/bao/certs"},
+      {"VAULT_CAPATH", "/vault/certs"},
+      {"VAULT_CLIENT_CERT", "/c.pem"},
+      {"VAULT_CLIENT_KEY", "/k.pem"},
+      {"BAO_TLS_SERVER_NAME", "bao.internal"},
+      {"BAO_NAMESPACE", "team-a"},
+      {"VAULT_NAMESPACE", "team-b"},
+      {"BAO_MAX_RETRIES", "2"},
+      {"VAULT_MAX_RETRIES", "9"},
+      {"VAULT_CLIENT_TIMEOUT", "1m30s"},
+      {"BAO_SKIP_VERIFY", "true"},
+      {"VAULT_SKIP_VERIFY", "false"},
+  }));
+  CHECK(c.address == "https://bao:8200");
+  CHECK(c.tls.ca_cert == "/vault/ca.pem");
+  CHECK(c.tls.ca_path == "/bao/certs");
+  CHECK(c.tls.client_cert == "/c.pem");
+  CHECK(c.tls.client_key == "/k.pem");
+  CHECK(c.tls.server_name == "bao.internal");
+  CHECK(c.vault_namespace == "team-a");
+  CHECK(c.max_retries == std::optional<int>(2));
+  CHECK(c.client_timeout == std::chrono::milliseconds(90000));
+  CHECK(c.tls.skip_verify);
+}
+
+TEST_CASE("an empty BAO_ variable falls back to VAULT_") {
+  const Config c = config_from_env(env_of({{"BAO_ADDR", ""}, {"VAULT_ADDR", "http://v:8200"}}));
+  CHECK(c.address == "http://v:8200");
+}
+
+TEST_CASE("trailing slashes are dropped from the address") {
+  CHECK(config_from_env(env_of({{"VAULT_ADDR", "https://v:8200//"}})).address == "https://v:8200");
+}
+
+TEST_CASE("an address without http:// or https:// is refused, naming the variable") {
+  for (const char* addr : {"vault:8200", "ftp://v", "unix:///run/vault.sock"}) {
+    CAPTURE(addr);
+    const auto e = config_error({{"BAO_ADDR", addr}});
+    CHECK(code_of(e) == 78);
+    CHECK_CONTAINS(e.what(), "BAO_ADDR=");
+  }
+}
+
+TEST_CASE("booleans are read the way the Vault CLI reads them") {
+  for (const char* yes : {"1", "true", "TRUE", "True", "t", "yes"}) {
+    CAPTURE(yes);
+    CHECK(config_from_env(env_of({{"VAULT_SKIP_VERIFY", yes}})).tls.skip_verify);
+  }
+  for (const char* no : {"0", "false", "FALSE", "False", "f", "no"}) {
+    CAPTURE(no);
+    CHECK_FALSE(config_from_env(env_of({{"VAULT_SKIP_VERIFY", no}})).tls.skip_verify);
+  }
+  const auto e = config_error({{"VAULT_SKIP_VERIFY", "maybe"}});
+  CHECK(code_of(e) == 78);
+  CHECK_CONTAINS(e.what(), "VAULT_SKIP_VERIFY='maybe' is not a boolean");
+}
+
+TEST_CASE("client timeouts are positive durations") {
+  CHECK(config_from_env(env_of({{"VAULT_CLIENT_TIMEOUT", "30"}})).client_timeout == 30s);
+  CHECK(config_from_env(env_of({{"VAULT_CLIENT_TIMEOUT", "500ms"}})).client_timeout == 500ms);
+  for (const char* bad : {"0", "0s", "abc", "-1s", "10x"}) {
+    CAPTURE(bad);
+    const auto e = config_error({{"VAULT_CLIENT_TIMEOUT", bad}});
+    CHECK(code_of(e) == 78);
+    CHECK_CONTAINS(e.what(), "VAULT_CLIENT_TIMEOUT=");
+  }
+}
+
+TEST_CASE("max retries is a non-negative integer") {
+  CHECK(config_from_env(env_of({{"VAULT_MAX_RETRIES", "0"}})).max_retries == std::optional<int>(0));
+  CHECK(config_from_env(env_of({{"VAULT_MAX_RETRIES", "10"}})).max_retries == std::optional<int>(10));
+  for (const char* bad : {"-1", "3x", "x", "1.5", "99999999999999999999"}) {
+    CAPTURE(bad);
+    const auto e = config_error({{"VAULT_MAX_RETRIES", bad}});
+    CHECK(code_of(e) == 78);
+    CHECK_CONTAINS(e.what(), "VAULT_MAX_RETRIES=");
+  }
+}
+
+TEST_SUITE_END();
