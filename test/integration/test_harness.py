@@ -21,3 +21,13 @@ def test_scanner_reports_index_not_value():
     hits = c.findings(json.dumps({"x": v2}), "log")
     assert len(hits) == 1 and hits[0].startswith("canary 2 ")
     assert c.findings("nothing here", "stdout") == []
+
+
+def test_runner_detects_a_leak_end_to_end(cs, world):
+    """If the child printed a secret, the runner would fail the test without quoting it."""
+    pw = world.values["password"]
+    with pytest.raises(pytest.fail.Exception) as exc:
+        cs.run(["run", "--no-manifest", "--", "{probe}"], {"PROBE_ECHO": pw})
+    msg = str(exc.value)
+    assert "found in stdout at offset 0" in msg, "leak not reported as expected"
+    assert pw not in msg and pw[7:] not in msg, "the leak report quotes the secret"
