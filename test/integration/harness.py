@@ -231,6 +231,20 @@ def closed_port() -> int:
 SERVERS: list["BaoServer"] = []
 
 
+def _stop_all_servers() -> None:
+    """Last resort (interpreter exit): no dev server outlives the test run."""
+    for server in SERVERS:
+        try:
+            server.kill()
+        except Exception:
+            pass
+
+
+import atexit  # noqa: E402
+
+atexit.register(_stop_all_servers)
+
+
 class BaoServer:
     """One `bao server -dev` process (in-memory storage, one unseal key, known root token)."""
 
@@ -287,6 +301,14 @@ class BaoServer:
             cwd=self.workdir, start_new_session=True,
         )
         logf.close()
+        try:
+            self._await_banner(timeout)
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def _await_banner(self, timeout: float) -> None:
         self.wait_ready(timeout)
         # The banner with the unseal key may be printed just after the listener is ready.
         deadline = time.monotonic() + 15
@@ -301,7 +323,6 @@ class BaoServer:
         if all(s.value != self.unseal_key for s in CANARIES.items):
             CANARIES.add(f"{self.name} unseal key", self.unseal_key)
             self.own_secrets.add(CANARIES.items[-1].index)
-        return self
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -421,8 +442,13 @@ class BaoServer:
             CANARIES.check(data, f"{self.name} server log {Path(path).name}", frozenset(self.own_secrets))
 
     def close(self) -> None:
+        """Stops the server, scans its logs, and removes its work directory."""
         self.stop()
-        self.scan_logs()
+        try:
+            self.scan_logs()
+        finally:
+            if not os.environ.get("CS_KEEP_SERVER_LOGS"):
+                shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
