@@ -167,8 +167,10 @@ int run_command(const CommonOptions& o) {
     auto fetched = client.read_all(reads_of(plan));
     resolver.emplace(plan, std::move(fetched));
     resolver->check_engines();
-    util::log::debug("fetched {} secret(s) with {} request(s) in {} ms", plan.fetches.size(),
-                     transport.requests_sent(),
+    util::log::debug("fetched {} secret(s) with {} request(s) over {} new connection(s) ({}) "
+                     "in {} ms",
+                     plan.fetches.size(), transport.requests_sent(), transport.connections_opened(),
+                     transport.protocol(),
                      std::chrono::duration_cast<std::chrono::milliseconds>(vault::Clock::now() -
                                                                            start)
                          .count());

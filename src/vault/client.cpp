@@ -160,8 +160,9 @@ void Client::fail(const Response& r, const std::string& what, ExitCode on_400,
   const std::string said = server.empty() ? "" : fmt::format(": \"{}\"", server);
   if (is_retryable(r)) {
     throw Error(ExitCode::unavailable,
-                "Vault at {} unavailable for {}: HTTP {}{} (gave up after {}): Vault may be "
-                "sealed or starting; check its status or raise --wait",
+                "Vault at {} unavailable for {}: HTTP {}{} (gave up after {}): Vault (or a "
+                "service it depends on) is not ready, e.g. sealed or starting; check its status "
+                "or raise --wait",
                 m_config.address, what, r.status, said, elapsed);
   }
   switch (r.status) {

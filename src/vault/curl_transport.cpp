@@ -71,6 +71,9 @@ struct CurlTransport::Impl {
   Config config;
   CURLM* multi = nullptr;
   std::size_t sent = 0;
+  std::size_t connections = 0;
+  long http_version = 0;
+  bool https = false;
   std::string base_url;
   std::string connect_to;
   curl_slist* connect_to_list = nullptr;
@@ -86,6 +89,7 @@ CurlTransport::CurlTransport(const Config& config) : m_impl(std::make_unique<Imp
   curl_multi_setopt(m_impl->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
   curl_multi_setopt(m_impl->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
   m_impl->base_url = config.address;
+  m_impl->https = config.address.rfind("https://", 0) == 0;
   if (!config.tls.server_name.empty()) {
     // Talk to the configured address but verify (and send SNI for) the given server name.
     const UrlParts u = split_url(config.address);
@@ -103,6 +107,23 @@ CurlTransport::~CurlTransport() {
 }
 
 std::size_t CurlTransport::requests_sent() const { return m_impl->sent; }
+
+std::size_t CurlTransport::connections_opened() const { return m_impl->connections; }
+
+std::string CurlTransport::protocol() const {
+  switch (m_impl->http_version) {
+  case CURL_HTTP_VERSION_1_0:
+    return "HTTP/1.0";
+  case CURL_HTTP_VERSION_1_1:
+    return "HTTP/1.1";
+  case CURL_HTTP_VERSION_2_0:
+    return "HTTP/2";
+  case CURL_HTTP_VERSION_3:
+    return "HTTP/3";
+  default:
+    return "none";
+  }
+}
 
 std::vector<Response> CurlTransport::perform(const std::vector<const Request*>& requests,
                                              Clock::time_point deadline) {
@@ -139,7 +160,9 @@ std::vector<Response> CurlTransport::perform(const std::vector<const Request*>& 
     curl_easy_setopt(t.easy, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(t.easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
     curl_easy_setopt(t.easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(t.easy, CURLOPT_PIPEWAIT, 1L);
+    // Over TLS, wait for the first connection to learn whether it multiplexes (HTTP/2);
+    // plain HTTP/1.1 has no multiplexing, so there parallel reads use parallel connections.
+    curl_easy_setopt(t.easy, CURLOPT_PIPEWAIT, m_impl->https ? 1L : 0L);
     curl_easy_setopt(t.easy, CURLOPT_USERAGENT, user_agent.c_str());
     curl_easy_setopt(t.easy, CURLOPT_ERRORBUFFER, t.errbuf);
     curl_easy_setopt(t.easy, CURLOPT_WRITEFUNCTION, on_body);
@@ -202,8 +225,12 @@ std::vector<Response> CurlTransport::perform(const std::vector<const Request*>& 
       char* priv = nullptr;
       curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
       const auto i = reinterpret_cast<std::size_t>(priv);
+      long new_connections = 0;
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_NUM_CONNECTS, &new_connections);
+      m_impl->connections += static_cast<std::size_t>(new_connections);
       if (msg->data.result == CURLE_OK) {
         curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &responses[i].status);
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_HTTP_VERSION, &m_impl->http_version);
       } else {
         const char* detail = transfers[i].errbuf[0] != '\0' ? transfers[i].errbuf
                                                             : curl_easy_strerror(msg->data.result);

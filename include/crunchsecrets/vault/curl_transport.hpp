@@ -19,6 +19,8 @@ public:
   std::vector<Response> perform(const std::vector<const Request*>& requests,
                                 Clock::time_point deadline) override;
   std::size_t requests_sent() const override;
+  std::size_t connections_opened() const override;
+  std::string protocol() const override;
 
 private:
   struct Impl;

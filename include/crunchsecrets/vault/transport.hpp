@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <string>
+#include <string>
 #include <vector>
 
 #include "crunchsecrets/util/secret.hpp"
@@ -40,6 +41,10 @@ public:
                                         Clock::time_point deadline) = 0;
   // Counts HTTP requests sent so far (for tests and --verbose timing lines).
   virtual std::size_t requests_sent() const = 0;
+  // Counts connections opened so far; fewer than requests means connections were reused.
+  virtual std::size_t connections_opened() const { return 0; }
+  // The HTTP version of the last response ("HTTP/1.1", "HTTP/2"), for --verbose lines.
+  virtual std::string protocol() const { return "unknown"; }
 };
 
 } // namespace cs::vault

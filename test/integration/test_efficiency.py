@@ -1,0 +1,69 @@
+"""One login, then parallel reads over reused connections (HTTP/2 over TLS), no wasted requests.
+
+crunch-secrets --verbose reports what its transport did: requests sent, new connections opened
+and the protocol of the last answer. These tests pin those numbers.
+"""
+
+from __future__ import annotations
+
+import re
+
+from harness import CANARIES
+
+LINE = re.compile(r"fetched (\d+) secret\(s\) with (\d+) request\(s\) over (\d+) new connection\(s\) \(([^)]*)\)")
+
+
+def seed_paths(bao, n: int) -> dict[str, str]:
+    refs = {}
+    for i in range(n):
+        value = CANARIES.new(f"efficiency {i}")
+        bao.api("POST", f"secret/data/eff/s{i}", {"data": {"k": value}})
+        refs[f"EFF_{i}"] = (f"vault:secret/data/eff/s{i}#k", value)
+    return refs
+
+
+def stats(r):
+    m = LINE.search(r.err.decode() if isinstance(r.err, bytes) else r.err)
+    assert m, f"no transport line in --verbose output: {r.describe()}"
+    return int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4)
+
+
+def test_tls_login_and_reads_share_one_http2_connection(cs_tls, bao_tls):
+    refs = seed_paths(bao_tls, 8)
+    world = bao_tls.world
+    env = {k: ref for k, (ref, _) in refs.items()}
+    env.update(CRUNCH_SECRETS_ROLE_ID=world.role_id, CRUNCH_SECRETS_SECRET_ID=world.secret_id)
+    r = cs_tls.run(["run", "-v", "--no-manifest", "--", "{probe}"], env, token=None)
+    assert r.code == 0, r.describe()
+    for k, (_, value) in refs.items():
+        assert r.env[k] == value, f"{k} differs"
+    secrets, requests, connections, proto = stats(r)
+    assert secrets == 8, f"{secrets} secrets"
+    assert requests == 9, f"{requests} requests for 1 login + 8 reads"
+    assert connections == 1, f"{connections} connections: the login's connection was not reused"
+    assert proto == "HTTP/2", f"protocol {proto}"
+
+
+def test_duplicate_references_are_read_once(cs):
+    env = {"A": "vault:secret/data/app#password", "B": "vault:secret/data/app#password",
+           "C": "x${vault:secret/data/app#password}y", "D": "vault:secret/data/app#password#1"}
+    r = cs.run(["run", "-v", "--no-manifest", "--", "{probe}"], env)
+    assert r.code == 0, r.describe()
+    secrets, requests, _, _ = stats(r)
+    assert (secrets, requests) == (2, 2), f"{secrets} reads, {requests} requests for 2 unique path/versions"
+
+
+def test_plain_http_reads_in_parallel_connections(cs, bao):
+    refs = seed_paths(bao, 4)
+    r = cs.run(["run", "-v", "--no-manifest", "--", "{probe}"], {k: ref for k, (ref, _) in refs.items()})
+    assert r.code == 0, r.describe()
+    secrets, requests, connections, proto = stats(r)
+    assert (secrets, requests) == (4, 4)
+    # HTTP/1.1 cannot multiplex: parallel reads need parallel connections, at most one each.
+    assert 1 <= connections <= 4 and proto == "HTTP/1.1", f"{connections} connections over {proto}"
+
+
+def test_no_reference_no_request(cs):
+    r = cs.run(["run", "-v", "--no-manifest", "--", "{probe}"], {"PLAIN": "value"}, token=None, bao=None)
+    assert r.code == 0, r.describe()
+    assert "fetched" not in r.err, "a run with no reference talked to Vault"
