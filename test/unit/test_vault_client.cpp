@@ -6,6 +6,7 @@
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/vault/client.hpp"
 #include "crunchsecrets/vault/config.hpp"
+#include "fake_transport.hpp"
 #include "testutil.hpp"
 
 using namespace cs::vault;
@@ -14,70 +15,12 @@ using cs::test::error_of;
 using cs::util::Secret;
 using cs::util::SecureString;
 using namespace std::chrono_literals;
+using cs::test::FakeTransport;
+using cs::test::no_connection;
+using cs::test::resp;
+using cs::test::Seen;
 
 namespace {
-
-// A request as the fake transport saw it, with its secret parts revealed for checking.
-struct Seen {
-  std::string method;
-  std::string path;
-  std::string body;
-  std::optional<std::string> token;
-};
-
-Response resp(long status, std::string_view body = "") {
-  Response r;
-  r.status = status;
-  r.body = SecureString(body.data(), body.size());
-  return r;
-}
-
-Response no_connection(std::string why = "Connection refused") {
-  Response r;
-  r.status = 0;
-  r.transport_error = std::move(why);
-  return r;
-}
-
-// A scripted Transport: `handler` answers each request; every batch is recorded.
-class FakeTransport : public Transport {
-public:
-  using Handler = std::function<Response(const Seen&)>;
-  explicit FakeTransport(Handler handler) : m_handler(std::move(handler)) {}
-
-  std::vector<Response> perform(const std::vector<const Request*>& requests,
-                                Clock::time_point deadline) override {
-    deadlines.push_back(deadline);
-    batches.emplace_back();
-    std::vector<Response> out;
-    for (const Request* r : requests) {
-      Seen s{r->method, r->path, std::string(r->body.reveal()), std::nullopt};
-      if (r->token != nullptr) {
-        s.token = std::string(r->token->reveal());
-      }
-      batches.back().push_back(s);
-      out.push_back(m_handler(s));
-    }
-    m_sent += requests.size();
-    return out;
-  }
-  std::size_t requests_sent() const override { return m_sent; }
-
-  std::vector<std::size_t> batch_sizes() const {
-    std::vector<std::size_t> out;
-    for (const auto& b : batches) {
-      out.push_back(b.size());
-    }
-    return out;
-  }
-
-  std::vector<std::vector<Seen>> batches;
-  std::vector<Clock::time_point> deadlines;
-
-private:
-  Handler m_handler;
-  std::size_t m_sent = 0;
-};
 
 Config config(std::optional<int> max_retries = std::nullopt) {
   Config c;
