@@ -31,14 +31,32 @@ if ! python3 -c 'import pytest, yaml' 2>/dev/null; then
   python3 -m pip install -q pytest pyyaml
 fi
 
-# Go >= 1.24 builds OpenBao and the plugin. Debian's golang is older; the Go module proxy
-# serves newer toolchains, which `go` fetches by itself when GOTOOLCHAIN asks for one.
-if ! command -v go >/dev/null 2>&1; then
-  if [[ -x /usr/local/go/bin/go ]]; then
-    log "Go found in /usr/local/go/bin (add it to PATH)"
-  else
-    log "apt-get install golang-go (the newer toolchain comes from the module proxy)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go >/dev/null
+# Go >= 1.24.6 builds OpenBao and the plugin. Debian 12's golang is 1.19, too old and without
+# GOTOOLCHAIN; the Go module proxy serves official toolchains as the module
+# golang.org/toolchain, so fetch one from there when no new-enough `go` is on PATH.
+go_ok() {
+  local v
+  v=$("$1" env GOVERSION 2>/dev/null) || return 1
+  v=${v#go}
+  [[ $(printf '%s\n' 1.24.6 "$v" | sort -V | head -n1) == 1.24.6 ]]
+}
+go_bin=$(command -v go || true)
+[[ -z $go_bin && -x /usr/local/go/bin/go ]] && go_bin=/usr/local/go/bin/go
+if [[ -z $go_bin ]] || ! GOTOOLCHAIN=local go_ok "$go_bin"; then
+  tc=go1.25.8
+  dest=${XDG_CACHE_HOME:-$HOME/.cache}/crunch-secrets/toolchain/$tc
+  if [[ ! -x $dest/bin/go ]]; then
+    proxy=${GOPROXY:-https://proxy.golang.org}
+    proxy=${proxy%%,*}
+    log "fetching the Go toolchain $tc from the Go module proxy"
+    tmp=$(mktemp -d)
+    curl -fsSL "$proxy/golang.org/toolchain/@v/v0.0.1-$tc.linux-amd64.zip" -o "$tmp/go.zip"
+    python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$tmp/go.zip" "$tmp"
+    mkdir -p "$(dirname "$dest")"
+    rm -rf "$dest"
+    mv "$tmp/golang.org/toolchain@v0.0.1-$tc.linux-amd64" "$dest"
+    chmod +x "$dest"/bin/* "$dest"/pkg/tool/*/* 2>/dev/null || true
+    rm -rf "$tmp"
   fi
+  log "use $dest/bin/go (the scripts add it to PATH)"
 fi
