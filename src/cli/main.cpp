@@ -1,14 +1,14 @@
 // crunch-secrets entry point: parses arguments and forwards to core::run_command or
 // core::check_command; the one place that turns errors into exit codes.
-#include <CLI/CLI.hpp>
-#include <cstdio>
-#include <iostream>
-
-#include "cs_version.h"
 #include "crunchsecrets/core/commands.hpp"
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/util/duration.hpp"
 #include "crunchsecrets/util/log.hpp"
+#include "cs_version.h"
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
 
 namespace {
 
@@ -104,7 +104,9 @@ int main(int argc, char** argv) {
     }
     return fail(ExitCode::usage, std::string(e.what()) + ": see crunch-secrets --help");
   }
-  log::configure(verbose ? log::Level::debug : quiet ? log::Level::error : log::Level::info,
+  log::configure(verbose ? log::Level::debug
+                 : quiet ? log::Level::error
+                         : log::Level::info,
                  log_format == "json" ? log::Format::json : log::Format::text);
 
   auto d = cs::util::parse_duration(wait);
@@ -131,7 +133,7 @@ int main(int argc, char** argv) {
   } catch (const std::bad_alloc&) {
     return fail(ExitCode::internal, "out of memory");
   } catch (const std::exception& e) {
-    return fail(ExitCode::internal, std::string("internal error: ") + e.what() +
-                                        ": please report this bug");
+    return fail(ExitCode::internal,
+                std::string("internal error: ") + e.what() + ": please report this bug");
   }
 }

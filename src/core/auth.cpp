@@ -117,8 +117,8 @@ void login(vault::Client& client, const AuthOptions& o, const vault::EnvLookup& 
     }
     client.login_wrapped(w);
   } else if (method == "approle") {
-    Secret role_id = !o.role_id_file.empty() ? from_file(o.role_id_file, "--role-id-file")
-                                             : Secret(o.role_id);
+    Secret role_id =
+        !o.role_id_file.empty() ? from_file(o.role_id_file, "--role-id-file") : Secret(o.role_id);
     Secret secret_id = !o.secret_id_file.empty() ? from_file(o.secret_id_file, "--secret-id-file")
                                                  : from_env(env, {"CRUNCH_SECRETS_SECRET_ID"});
     if (role_id.empty() || secret_id.empty()) {
@@ -138,8 +138,9 @@ void login(vault::Client& client, const AuthOptions& o, const vault::EnvLookup& 
     }
     client.login_arvados(o.arvados_mount, o.arvados_role, token);
   } else {
-    throw Error(ExitCode::usage, "unknown auth method '{}': use auto, token, approle, wrapped or "
-                                 "arvados",
+    throw Error(ExitCode::usage,
+                "unknown auth method '{}': use auto, token, approle, wrapped or "
+                "arvados",
                 method);
   }
 }

@@ -1,15 +1,15 @@
 #include "crunchsecrets/core/commands.hpp"
 
+#include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/util/log.hpp"
+#include "crunchsecrets/vault/curl_transport.hpp"
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <sys/prctl.h>
 #include <sys/stat.h>
-
-#include "crunchsecrets/core/error.hpp"
-#include "crunchsecrets/util/log.hpp"
-#include "crunchsecrets/vault/curl_transport.hpp"
 
 extern char** environ;
 
@@ -167,13 +167,12 @@ int run_command(const CommonOptions& o) {
     auto fetched = client.read_all(reads_of(plan));
     resolver.emplace(plan, std::move(fetched));
     resolver->check_engines();
-    util::log::debug("fetched {} secret(s) with {} request(s) over {} new connection(s) ({}) "
-                     "in {} ms",
-                     plan.fetches.size(), transport.requests_sent(), transport.connections_opened(),
-                     transport.protocol(),
-                     std::chrono::duration_cast<std::chrono::milliseconds>(vault::Clock::now() -
-                                                                           start)
-                         .count());
+    util::log::debug(
+        "fetched {} secret(s) with {} request(s) over {} new connection(s) ({}) "
+        "in {} ms",
+        plan.fetches.size(), transport.requests_sent(), transport.connections_opened(),
+        transport.protocol(),
+        std::chrono::duration_cast<std::chrono::milliseconds>(vault::Clock::now() - start).count());
   }
   const Resolver* r = resolver ? &*resolver : nullptr;
 
@@ -196,8 +195,8 @@ int run_command(const CommonOptions& o) {
   if (files) {
     files->remove_all();
   }
-  const ExitCode code = e == ENOENT || e == ENOTDIR ? ExitCode::command_not_found
-                                                     : ExitCode::not_executable;
+  const ExitCode code =
+      e == ENOENT || e == ENOTDIR ? ExitCode::command_not_found : ExitCode::not_executable;
   throw Error(code, "cannot execute '{}': {}", o.command.front(), std::strerror(e));
 }
 
@@ -213,7 +212,7 @@ int check_command(const CommonOptions& o, bool online, bool json) {
     method = "none found";
   }
   std::string dir_state = "missing (will be created)";
-  if (struct stat st {}; ::lstat(p.dir.c_str(), &st) == 0) {
+  if (struct stat st{}; ::lstat(p.dir.c_str(), &st) == 0) {
     auto fd = util::open_private_dir(p.dir, false);
     if (!fd) {
       dir_state = "unusable: " + fd.error();
@@ -287,9 +286,9 @@ int check_command(const CommonOptions& o, bool online, bool json) {
     for (std::size_t i = 0; i < plan.files.size(); ++i) {
       const FileSpec& f = plan.files[i];
       out += (i ? "," : "") + std::string("{\"path\":") + json_quote(f.path) +
-             ",\"format\":" + json_quote(to_string(f.format)) + ",\"mode\":" +
-             json_quote(fmt::format("{:04o}", f.mode)) + ",\"origin\":" + json_quote(f.origin) +
-             "}";
+             ",\"format\":" + json_quote(to_string(f.format)) +
+             ",\"mode\":" + json_quote(fmt::format("{:04o}", f.mode)) +
+             ",\"origin\":" + json_quote(f.origin) + "}";
     }
     out += "]}\n";
   } else {

@@ -1,13 +1,13 @@
 #include "crunchsecrets/core/deliver.hpp"
 
+#include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/util/log.hpp"
+
 #include <cerrno>
 #include <fcntl.h>
 #include <map>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "crunchsecrets/core/error.hpp"
-#include "crunchsecrets/util/log.hpp"
 
 namespace cs::core {
 
@@ -46,7 +46,7 @@ void FileDelivery::remove_all() noexcept {
 }
 
 FileDelivery FileDelivery::write(const Plan& plan, const Resolver& resolver,
-                                  const SecretsDirOptions& options) {
+                                 const SecretsDirOptions& options) {
   FileDelivery d;
   if (plan.files.empty()) {
     d.m_keep = true;
@@ -93,8 +93,9 @@ FileDelivery FileDelivery::write(const Plan& plan, const Resolver& resolver,
     }
     auto parent = util::open_parent_dir(d.m_dirfd.get(), *segments, &d.m_created_subdirs);
     if (!parent) {
-      throw Error(ExitCode::cannot_create, "file {} ({}): {}: the path must stay inside the "
-                                           "secrets directory and not pass through a symlink",
+      throw Error(ExitCode::cannot_create,
+                  "file {} ({}): {}: the path must stay inside the "
+                  "secrets directory and not pass through a symlink",
                   f.path, f.origin, parent.error());
     }
     auto file = util::AtomicFile::create(parent->get(), segments->back(), f.mode);
@@ -119,9 +120,8 @@ FileDelivery FileDelivery::write(const Plan& plan, const Resolver& resolver,
 }
 
 const std::vector<std::string>& auth_env_names() {
-  static const std::vector<std::string> names{"VAULT_TOKEN", "BAO_TOKEN",
-                                              "CRUNCH_SECRETS_SECRET_ID",
-                                              "CRUNCH_SECRETS_WRAPPED_TOKEN"};
+  static const std::vector<std::string> names{
+      "VAULT_TOKEN", "BAO_TOKEN", "CRUNCH_SECRETS_SECRET_ID", "CRUNCH_SECRETS_WRAPPED_TOKEN"};
   return names;
 }
 
@@ -142,8 +142,8 @@ EnvBlock build_child_env(const std::vector<std::string>& environ, const Plan& pl
     if (resolver == nullptr) {
       throw Error(ExitCode::internal, "internal error: environment references without secrets");
     }
-    assigned[a.name] = resolver->render(a.value, fmt::format("environment variable {} ({})",
-                                                             a.name, a.origin));
+    assigned[a.name] =
+        resolver->render(a.value, fmt::format("environment variable {} ({})", a.name, a.origin));
   }
   auto removed = [&](std::string_view name) {
     if (!options.pass_auth_env) {

@@ -1,11 +1,10 @@
 #include "crunchsecrets/core/manifest.hpp"
 
-#include <set>
-
-#include <yaml-cpp/yaml.h>
-
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/util/fs.hpp"
+
+#include <set>
+#include <yaml-cpp/yaml.h>
 
 namespace cs::core {
 
@@ -120,8 +119,8 @@ bool is_secret_name(std::string_view name) {
     return false;
   }
   for (char c : name) {
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '_' || c == '-')) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-')) {
       return false;
     }
   }
@@ -280,7 +279,8 @@ FileSpec parse_file(const Reader& r, const Manifest& m, const YAML::Node& node) 
 void check_named(const Reader& r, const Manifest& m, const YAML::Node& node, const Template& t) {
   for (const auto& seg : t.segments) {
     if (seg.ref) {
-      if (const auto* n = std::get_if<NamedRef>(&*seg.ref); n && m.find_secret(n->name) == nullptr) {
+      if (const auto* n = std::get_if<NamedRef>(&*seg.ref);
+          n && m.find_secret(n->name) == nullptr) {
         r.fail(node, fmt::format("'${{secret:{}}}' names a secret not declared under 'secrets'",
                                  n->name));
       }
@@ -336,8 +336,7 @@ bool is_env_name(std::string_view name) {
     return false;
   }
   for (char c : name) {
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '_')) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) {
       return false;
     }
   }
@@ -356,8 +355,7 @@ Manifest parse_manifest(std::string_view content, const std::string& file) {
   m.file = file;
   try {
     if (!root.IsMap()) {
-      throw Error(ExitCode::invalid_input, "{}:1: a manifest is a mapping with 'version: 1'",
-                  file);
+      throw Error(ExitCode::invalid_input, "{}:1: a manifest is a mapping with 'version: 1'", file);
     }
     r.check_keys(root, {"version", "auth", "secrets", "env", "files", "argv", "secrets_dir"},
                  "the manifest");
@@ -395,7 +393,8 @@ Manifest parse_manifest(std::string_view content, const std::string& file) {
       for (const auto& kv : secrets) {
         const auto name = kv.first.as<std::string>();
         if (!is_secret_name(name)) {
-          r.fail(kv.first, fmt::format("secret name '{}' must match [A-Za-z_][A-Za-z0-9_-]*", name));
+          r.fail(kv.first,
+                 fmt::format("secret name '{}' must match [A-Za-z_][A-Za-z0-9_-]*", name));
         }
         if (m.find_secret(name) != nullptr) {
           r.fail(kv.first, fmt::format("secret '{}' is declared twice", name));

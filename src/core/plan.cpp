@@ -1,8 +1,8 @@
 #include "crunchsecrets/core/plan.hpp"
 
-#include <cassert>
-
 #include "crunchsecrets/core/error.hpp"
+
+#include <cassert>
 
 namespace cs::core {
 
@@ -48,7 +48,8 @@ void add_template_fetches(Plan& plan, const Template& t, const std::string& user
                 fmt::format("{} ({})", describe(*seg.ref), user));
     } else {
       const auto& n = std::get<NamedRef>(*seg.ref);
-      const SecretSpec* spec = plan.manifest != nullptr ? plan.manifest->find_secret(n.name) : nullptr;
+      const SecretSpec* spec =
+          plan.manifest != nullptr ? plan.manifest->find_secret(n.name) : nullptr;
       if (spec == nullptr) {
         throw Error(ExitCode::invalid_input,
                     "{}: '${{secret:{}}}' names no secret declared in the manifest", user, n.name);

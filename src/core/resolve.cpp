@@ -1,8 +1,8 @@
 #include "crunchsecrets/core/resolve.hpp"
 
-#include <algorithm>
-
 #include "crunchsecrets/core/error.hpp"
+
+#include <algorithm>
 
 namespace cs::core {
 
@@ -11,7 +11,9 @@ using util::SecretJson;
 
 namespace {
 
-std::string_view text_of(const SecretJson::string_t& s) { return {s.data(), s.size()}; }
+std::string_view text_of(const SecretJson::string_t& s) {
+  return {s.data(), s.size()};
+}
 
 // The first field of `object` among `names`, or null.
 const SecretJson* first_field(const SecretJson& object, std::initializer_list<const char*> names) {

@@ -3,19 +3,20 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <linux/magic.h>
 #include <random>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
-#include <fmt/format.h>
-
 namespace cs::util {
 
 namespace {
 
-std::string errno_text(int e) { return std::strerror(e); }
+std::string errno_text(int e) {
+  return std::strerror(e);
+}
 
 // A random suffix for temporary names; not secret, only unpredictable enough to avoid races.
 std::string random_suffix() {
@@ -147,8 +148,8 @@ Result<Fd> open_parent_dir(int root, const std::vector<std::string>& segments,
 }
 
 AtomicFile::AtomicFile(int dirfd, Fd fd, std::string name, std::string tmp_name, unsigned mode)
-    : m_dirfd(dirfd), m_fd(std::move(fd)), m_name(std::move(name)),
-      m_tmp_name(std::move(tmp_name)), m_mode(mode) {}
+    : m_dirfd(dirfd), m_fd(std::move(fd)), m_name(std::move(name)), m_tmp_name(std::move(tmp_name)),
+      m_mode(mode) {}
 
 AtomicFile::AtomicFile(AtomicFile&& other) noexcept
     : m_dirfd(other.m_dirfd), m_fd(std::move(other.m_fd)), m_name(std::move(other.m_name)),
@@ -255,7 +256,9 @@ Result<S> read_whole(const std::string& path) {
 }
 } // namespace
 
-Result<std::string> read_file(const std::string& path) { return read_whole<std::string>(path); }
+Result<std::string> read_file(const std::string& path) {
+  return read_whole<std::string>(path);
+}
 
 Result<SecureString> read_secret_file(const std::string& path) {
   auto r = read_whole<SecureString>(path);
@@ -263,8 +266,8 @@ Result<SecureString> read_secret_file(const std::string& path) {
     return r;
   }
   SecureString& s = *r;
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' ||
-                        s.back() == '\t')) {
+  while (!s.empty() &&
+         (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) {
     s.back() = '\0';
     s.pop_back();
   }

@@ -1,10 +1,10 @@
 #include "crunchsecrets/vault/client.hpp"
 
-#include <algorithm>
-#include <thread>
-
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/util/log.hpp"
+
+#include <algorithm>
+#include <thread>
 
 namespace cs::vault {
 
@@ -51,8 +51,7 @@ std::chrono::milliseconds backoff_delay(unsigned attempt, std::mt19937_64& rng) 
   return std::chrono::milliseconds(dist(rng));
 }
 
-std::string server_message(const util::SecureString& body,
-                           const std::vector<Secret>& credentials) {
+std::string server_message(const util::SecureString& body, const std::vector<Secret>& credentials) {
   SecretJson j = parse_body(body);
   std::string msg;
   if (j.is_object() && j.contains("errors") && j["errors"].is_array()) {
@@ -129,8 +128,8 @@ std::vector<Response> Client::send(const std::vector<Request>& requests) {
     if (remaining < std::chrono::milliseconds(20)) {
       return results;
     }
-    const auto delay = std::min(backoff_delay(attempt, m_rng),
-                                remaining - std::chrono::milliseconds(10));
+    const auto delay =
+        std::min(backoff_delay(attempt, m_rng), remaining - std::chrono::milliseconds(10));
     const Response& sample = results[retry.front()];
     util::log::debug("Vault not ready ({}); retrying {} request(s) in {} ms",
                      sample.status == 0 ? sample.transport_error
@@ -175,8 +174,8 @@ void Client::fail(const Response& r, const std::string& what, ExitCode on_400,
   case 400:
     throw Error(on_400, "Vault refused {} (HTTP 400{})", what, said);
   case 401:
-    throw Error(ExitCode::auth_failed, "Vault refused {} (HTTP 401{}): check the credentials",
-                what, said);
+    throw Error(ExitCode::auth_failed, "Vault refused {} (HTTP 401{}): check the credentials", what,
+                said);
   default:
     throw Error(ExitCode::protocol, "unexpected HTTP {} from Vault for {}{}", r.status, what, said);
   }

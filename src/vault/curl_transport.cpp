@@ -1,14 +1,13 @@
 #include "crunchsecrets/vault/curl_transport.hpp"
 
+#include "crunchsecrets/core/error.hpp"
+#include "cs_version.h"
+
 #include <algorithm>
 #include <cstring>
-#include <mutex>
-
 #include <curl/curl.h>
 #include <fmt/format.h>
-
-#include "cs_version.h"
-#include "crunchsecrets/core/error.hpp"
+#include <mutex>
 
 namespace cs::vault {
 
@@ -95,7 +94,8 @@ CurlTransport::CurlTransport(const Config& config) : m_impl(std::make_unique<Imp
     const UrlParts u = split_url(config.address);
     m_impl->connect_to = fmt::format("{}:{}:{}:{}", config.tls.server_name, u.port, u.host, u.port);
     m_impl->connect_to_list = curl_slist_append(nullptr, m_impl->connect_to.c_str());
-    m_impl->base_url = fmt::format("{}://{}:{}{}", u.scheme, config.tls.server_name, u.port, u.rest);
+    m_impl->base_url =
+        fmt::format("{}://{}:{}{}", u.scheme, config.tls.server_name, u.port, u.rest);
   }
 }
 
@@ -106,9 +106,13 @@ CurlTransport::~CurlTransport() {
   curl_slist_free_all(m_impl->connect_to_list);
 }
 
-std::size_t CurlTransport::requests_sent() const { return m_impl->sent; }
+std::size_t CurlTransport::requests_sent() const {
+  return m_impl->sent;
+}
 
-std::size_t CurlTransport::connections_opened() const { return m_impl->connections; }
+std::size_t CurlTransport::connections_opened() const {
+  return m_impl->connections;
+}
 
 std::string CurlTransport::protocol() const {
   switch (m_impl->http_version) {

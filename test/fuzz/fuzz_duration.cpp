@@ -1,10 +1,10 @@
 // libFuzzer target for duration parsing (--wait, VAULT_CLIENT_TIMEOUT).
+#include "crunchsecrets/util/duration.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
-
-#include "crunchsecrets/util/duration.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);

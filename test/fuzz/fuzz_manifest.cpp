@@ -1,12 +1,12 @@
 // libFuzzer target for the manifest parser: any input must parse or throw core::Error (which
 // carries an exit code and a file:line message), never crash or throw anything else.
+#include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/core/manifest.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
-
-#include "crunchsecrets/core/error.hpp"
-#include "crunchsecrets/core/manifest.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);

@@ -1,11 +1,11 @@
 // libFuzzer target for the reference and template grammar: any input must parse or fail with a
 // message, never crash, and a successful parse must describe itself back to a parsable form.
+#include "crunchsecrets/core/reference.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
-
-#include "crunchsecrets/core/reference.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);

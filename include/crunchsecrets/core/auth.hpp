@@ -1,10 +1,10 @@
 // Choosing the login method (README.md, "Authentication") and logging in once.
 #pragma once
 
-#include <string>
-
 #include "crunchsecrets/core/manifest.hpp"
 #include "crunchsecrets/vault/client.hpp"
+
+#include <string>
 
 namespace cs::core {
 
@@ -22,8 +22,7 @@ struct AuthOptions {
 };
 
 // Fills unset options from the manifest's `auth:` block and the environment.
-AuthOptions merge_auth(AuthOptions options, const Manifest* manifest,
-                       const vault::EnvLookup& env);
+AuthOptions merge_auth(AuthOptions options, const Manifest* manifest, const vault::EnvLookup& env);
 
 // Picks the method (`auto` resolves to the first that applies) without reading files.
 std::string choose_method(const AuthOptions& options, const vault::EnvLookup& env);

@@ -1,12 +1,12 @@
 // The `run` and `check` commands, called by main() after argument parsing.
 #pragma once
 
+#include "crunchsecrets/core/auth.hpp"
+#include "crunchsecrets/core/deliver.hpp"
+
 #include <chrono>
 #include <string>
 #include <vector>
-
-#include "crunchsecrets/core/auth.hpp"
-#include "crunchsecrets/core/deliver.hpp"
 
 namespace cs::core {
 

@@ -2,12 +2,12 @@
 // argument vector, and exec.
 #pragma once
 
+#include "crunchsecrets/core/resolve.hpp"
+#include "crunchsecrets/util/fs.hpp"
+
 #include <memory>
 #include <string>
 #include <vector>
-
-#include "crunchsecrets/core/resolve.hpp"
-#include "crunchsecrets/util/fs.hpp"
 
 namespace cs::core {
 

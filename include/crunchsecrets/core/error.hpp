@@ -1,10 +1,9 @@
 // Application errors: each carries the documented exit code (README.md, "Exit codes").
 #pragma once
 
+#include <fmt/format.h>
 #include <stdexcept>
 #include <string>
-
-#include <fmt/format.h>
 
 namespace cs::core {
 

@@ -1,14 +1,14 @@
 // The manifest (README.md, "Manifest"): one schema, `version: 1`, written in YAML or JSON.
 #pragma once
 
+#include "crunchsecrets/core/reference.hpp"
+
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include "crunchsecrets/core/reference.hpp"
 
 namespace cs::core {
 

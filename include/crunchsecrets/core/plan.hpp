@@ -2,11 +2,11 @@
 // arguments, reduced to a set of unique Vault reads. Built offline; `check` prints it.
 #pragma once
 
-#include <string>
-#include <vector>
-
 #include "crunchsecrets/core/manifest.hpp"
 #include "crunchsecrets/vault/client.hpp"
+
+#include <string>
+#include <vector>
 
 namespace cs::core {
 
@@ -26,15 +26,16 @@ struct Fetch {
 
 struct Plan {
   const Manifest* manifest = nullptr; // may be null
-  std::vector<EnvAssignment> env;      // inherited-env references, then manifest env
+  std::vector<EnvAssignment> env;     // inherited-env references, then manifest env
   std::vector<FileSpec> files;
   bool argv_templates = false;
-  std::vector<Template> argv;          // parsed COMMAND and ARGs
-  std::vector<std::string> argv_text;  // COMMAND and ARGs as given
+  std::vector<Template> argv;         // parsed COMMAND and ARGs
+  std::vector<std::string> argv_text; // COMMAND and ARGs as given
   std::vector<Fetch> fetches;
 
   // Index into `fetches` for a path and version (asserts it exists).
-  std::size_t fetch_index(const std::string& path, const std::optional<std::uint64_t>& version) const;
+  std::size_t fetch_index(const std::string& path,
+                          const std::optional<std::uint64_t>& version) const;
   // The fetch index and the key (if any) that `ref` reads.
   std::size_t fetch_for(const Ref& ref) const;
 };

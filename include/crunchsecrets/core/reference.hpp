@@ -2,14 +2,14 @@
 // value, `${vault:...}` and `${secret:<name>[#<key>]}` inside templates, `$${` as a literal.
 #pragma once
 
+#include "crunchsecrets/util/result.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
-
-#include "crunchsecrets/util/result.hpp"
 
 namespace cs::core {
 

@@ -1,10 +1,10 @@
 // Turning fetched secrets into values: reference lookup, templates, and file formats.
 #pragma once
 
-#include <vector>
-
 #include "crunchsecrets/core/plan.hpp"
 #include "crunchsecrets/util/secret.hpp"
+
+#include <vector>
 
 namespace cs::core {
 

@@ -1,10 +1,10 @@
 // Parsing of durations given on the command line or in the environment.
 #pragma once
 
+#include "crunchsecrets/util/result.hpp"
+
 #include <chrono>
 #include <string_view>
-
-#include "crunchsecrets/util/result.hpp"
 
 namespace cs::util {
 

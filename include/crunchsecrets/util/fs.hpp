@@ -2,12 +2,12 @@
 // atomic files created relative to a directory descriptor.
 #pragma once
 
+#include "crunchsecrets/util/result.hpp"
+#include "crunchsecrets/util/secret.hpp"
+
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include "crunchsecrets/util/result.hpp"
-#include "crunchsecrets/util/secret.hpp"
 
 namespace cs::util {
 

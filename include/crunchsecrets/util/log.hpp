@@ -2,9 +2,8 @@
 // and keys, never values: `Secret` formats as "[redacted]" even if passed by mistake.
 #pragma once
 
-#include <string_view>
-
 #include <fmt/format.h>
+#include <string_view>
 
 namespace cs::util::log {
 

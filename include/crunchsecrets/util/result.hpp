@@ -12,7 +12,9 @@ struct Err {
   std::string message;
 };
 
-inline Err err(std::string message) { return Err{std::move(message)}; }
+inline Err err(std::string message) {
+  return Err{std::move(message)};
+}
 
 // `Result<T>` holds either a `T` or an error message (never a secret value).
 template <typename T>

@@ -2,15 +2,14 @@
 #pragma once
 
 #include <cstddef>
+#include <fmt/format.h>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 namespace cs::util {
 
@@ -91,7 +90,9 @@ private:
   SecureString m_value;
 };
 
-inline std::ostream& operator<<(std::ostream& os, const Secret&) { return os << k_redacted; }
+inline std::ostream& operator<<(std::ostream& os, const Secret&) {
+  return os << k_redacted;
+}
 
 } // namespace cs::util
 

@@ -2,15 +2,15 @@
 // (README.md, "Vault connection"). Errors are `core::Error` with the documented exit codes.
 #pragma once
 
+#include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/vault/config.hpp"
+#include "crunchsecrets/vault/transport.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <random>
 #include <string>
 #include <vector>
-
-#include "crunchsecrets/core/error.hpp"
-#include "crunchsecrets/vault/config.hpp"
-#include "crunchsecrets/vault/transport.hpp"
 
 namespace cs::vault {
 

@@ -2,10 +2,10 @@
 // across batches, HTTP/2 multiplexing over TLS where the server offers it.
 #pragma once
 
-#include <memory>
-
 #include "crunchsecrets/vault/config.hpp"
 #include "crunchsecrets/vault/transport.hpp"
+
+#include <memory>
 
 namespace cs::vault {
 

@@ -2,12 +2,11 @@
 // be tested with a scripted double (ninja's DiskInterface pattern).
 #pragma once
 
+#include "crunchsecrets/util/secret.hpp"
+
 #include <chrono>
 #include <string>
-#include <string>
 #include <vector>
-
-#include "crunchsecrets/util/secret.hpp"
 
 namespace cs::vault {
 
