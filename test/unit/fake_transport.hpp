@@ -46,6 +46,7 @@ public:
   std::vector<Response> perform(const std::vector<const Request*>& requests,
                                 Clock::time_point deadline) override {
     deadlines.push_back(deadline);
+    times.push_back(Clock::now());
     batches.emplace_back();
     std::vector<Response> out;
     for (const Request* r : requests) {
@@ -71,6 +72,7 @@ public:
 
   std::vector<std::vector<Seen>> batches;
   std::vector<Clock::time_point> deadlines;
+  std::vector<Clock::time_point> times; // when each batch was sent
 
 private:
   Handler m_handler;

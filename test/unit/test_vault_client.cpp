@@ -172,6 +172,26 @@ TEST_CASE("retries stop at the deadline") {
   for (const auto& d : t.deadlines) {
     CHECK(d == deadline);           // every attempt is bounded by the same deadline
   }
+  // The last wait is cut short so that one more attempt happens right before the deadline.
+  REQUIRE_FALSE(t.times.empty());
+  CHECK(t.times.back() >= deadline - 80ms);
+  CHECK(t.times.back() <= deadline + 50ms);
+}
+
+TEST_CASE("a permanent transport error (TLS verification, bad CA file) fails fast with exit 78") {
+  Response bad = no_connection("SSL certificate problem: unable to get local issuer certificate");
+  bad.permanent = true;
+  CHECK_FALSE(is_retryable(bad));
+  FakeTransport t([&](const Seen&) { return bad; });
+  Client c(config(), t, far());
+  c.use_token(Secret(std::string_view("s.t")));
+  const auto start = Clock::now();
+  auto e = error_of([&] { c.read_all({spec("kv/a")}); });
+  REQUIRE(e);
+  CHECK(code_of(*e) == 78);
+  CHECK_CONTAINS(e->what(), "SSL certificate problem");
+  CHECK(t.requests_sent() == 1);
+  CHECK(Clock::now() - start < 1s);
 }
 
 TEST_CASE("a deadline already past means one attempt and no sleep") {
