@@ -1,6 +1,7 @@
 #include "crunchsecrets/util/duration.hpp"
 
-#include <charconv>
+#include <cctype>
+#include <cstdlib>
 #include <cmath>
 #include <string>
 
@@ -26,7 +27,9 @@ bool take_number(std::string_view& text, double& out) {
   if (!digits) {
     return false;
   }
-  out = std::stod(std::string(text.substr(0, i)));
+  // strtod, unlike stod, reports overflow as HUGE_VAL instead of throwing; the caller checks
+  // that the total is finite and in range.
+  out = std::strtod(std::string(text.substr(0, i)).c_str(), nullptr);
   text.remove_prefix(i);
   return true;
 }
