@@ -79,6 +79,9 @@ Secret render_dotenv(const SecretJson& object, const std::string& where) {
       case '$':
         out.append("\\$");
         break;
+      case '`':
+        out.append("\\`");
+        break;
       case '\n':
         out.append("\\n");
         break;

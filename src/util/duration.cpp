@@ -1,8 +1,8 @@
 #include "crunchsecrets/util/duration.hpp"
 
 #include <cctype>
-#include <cstdlib>
 #include <cmath>
+#include <cstdlib>
 #include <string>
 
 namespace cs::util {

@@ -70,7 +70,9 @@ std::string server_message(const util::SecureString& body, const std::vector<Sec
     if (c.size() < 4) {
       continue;
     }
-    for (std::size_t pos; (pos = msg.find(c.reveal())) != std::string::npos;) {
+    // Continue after each replacement: the credential may itself occur in "[redacted]".
+    for (std::size_t pos = msg.find(c.reveal()); pos != std::string::npos;
+         pos = msg.find(c.reveal(), pos + util::k_redacted.size())) {
       msg.replace(pos, c.size(), util::k_redacted);
     }
   }

@@ -1,9 +1,9 @@
-#include <doctest/doctest.h>
-
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/core/resolve.hpp"
 #include "resolve_fixture.hpp"
 #include "testutil.hpp"
+
+#include <doctest/doctest.h>
 
 using namespace cs::core;
 using cs::test::Canned;
@@ -46,7 +46,9 @@ Error file_error(const ResolveFixture& fx, std::size_t index) {
   return *e;
 }
 
-std::string text(const cs::util::Secret& s) { return std::string(s.reveal()); }
+std::string text(const cs::util::Secret& s) {
+  return std::string(s.reveal());
+}
 
 } // namespace
 
@@ -63,7 +65,9 @@ TEST_CASE("a string value is delivered verbatim, other JSON as compact text") {
 
 TEST_CASE("templates substitute every reference between their literals") {
   const ResolveFixture fx("", {"A=vault:kv/app#password"}, {{"kv/app", {k_app}}});
-  CHECK(render(fx, "postgres://${vault:kv/app#user}:${vault:kv/app#password}@db:${vault:kv/app#port}/x") ==
+  CHECK(render(
+            fx,
+            "postgres://${vault:kv/app#user}:${vault:kv/app#password}@db:${vault:kv/app#port}/x") ==
         "postgres://app:CANARY-9b2f-pw@db:5432/x");
   CHECK(render(fx, "$${vault:kv/app#user}") == "${vault:kv/app#user}");
 }
@@ -76,7 +80,7 @@ TEST_CASE("a missing key is not_found and names the key, the path and the fields
   CHECK_CONTAINS(e.what(), "vault:kv/app#passwd");
   CHECK_CONTAINS(e.what(), "kv/app");
   CHECK_CONTAINS(e.what(), "where-text");
-  CHECK_CONTAINS(e.what(), "password");   // a field name, listed to help
+  CHECK_CONTAINS(e.what(), "password"); // a field name, listed to help
   CHECK_CONTAINS(e.what(), "user");
 }
 
@@ -109,7 +113,8 @@ env:
 }
 
 TEST_CASE("a manifest secret's missing key is not_found naming the secret") {
-  const char* manifest = "version: 1\nsecrets:\n  db:\n    path: kv/app\n    key: pw\nenv:\n  A: ${secret:db}\n";
+  const char* manifest =
+      "version: 1\nsecrets:\n  db:\n    path: kv/app\n    key: pw\nenv:\n  A: ${secret:db}\n";
   const ResolveFixture fx(manifest, {}, {{"kv/app", {k_app}}});
   const Error e = render_error(fx, "${secret:db}");
   CHECK(code_of(e) == 79);
@@ -118,7 +123,8 @@ TEST_CASE("a manifest secret's missing key is not_found naming the secret") {
 }
 
 TEST_CASE("check_engines refuses a non-KV v2 answer where KV v2 is required") {
-  const char* manifest = "version: 1\nsecrets:\n  db:\n    path: kv/app\n    engine: kv2\nenv:\n  A: ${secret:db}\n";
+  const char* manifest =
+      "version: 1\nsecrets:\n  db:\n    path: kv/app\n    engine: kv2\nenv:\n  A: ${secret:db}\n";
   const ResolveFixture v1(manifest, {}, {{"kv/app", {k_app, false}}});
   auto e = error_of([&] { v1.resolver().check_engines(); });
   REQUIRE(e);
@@ -149,9 +155,9 @@ TEST_CASE("dotenv lines are sorted by name and quoted") {
   CHECK(text(s) == "C_1=\"3\"\na=\"1\"\nb=\"2\"\n");
 }
 
-TEST_CASE("dotenv escapes backslash, quote, dollar and newline") {
+TEST_CASE("dotenv escapes backslash, quote, dollar, backtick and newline") {
   const auto s = render_dotenv(secret_json(R"({"V":"a\\b\"c$d\ne'f`g"})"), "f");
-  CHECK(text(s) == "V=\"a\\\\b\\\"c\\$d\\ne'f`g\"\n");
+  CHECK(text(s) == "V=\"a\\\\b\\\"c\\$d\\ne'f\\`g\"\n");
 }
 
 TEST_CASE("an empty object renders as an empty dotenv file") {
@@ -215,7 +221,8 @@ TEST_SUITE_BEGIN("core::render_aws_credentials");
 
 TEST_CASE("the canonical AWS field names are used as they are") {
   const auto s = render_aws_credentials(
-      secret_json(R"({"aws_access_key_id":"AKIA1","aws_secret_access_key":"sk","aws_session_token":"tok","other":"x"})"),
+      secret_json(
+          R"({"aws_access_key_id":"AKIA1","aws_secret_access_key":"sk","aws_session_token":"tok","other":"x"})"),
       "default", "f");
   CHECK(text(s) == "[default]\naws_access_key_id = AKIA1\naws_secret_access_key = sk\n"
                    "aws_session_token = tok\n");
@@ -223,31 +230,36 @@ TEST_CASE("the canonical AWS field names are used as they are") {
 
 TEST_CASE("the aliases of each field are understood") {
   const auto a = render_aws_credentials(
-      secret_json(R"({"access_key":"AKIA2","secret_key":"sk2","security_token":"t2"})"), "prod", "f");
+      secret_json(R"({"access_key":"AKIA2","secret_key":"sk2","security_token":"t2"})"), "prod",
+      "f");
   CHECK(text(a) == "[prod]\naws_access_key_id = AKIA2\naws_secret_access_key = sk2\n"
                    "aws_session_token = t2\n");
   const auto b = render_aws_credentials(
-      secret_json(R"({"access_key_id":"AKIA3","secret_access_key":"sk3","session_token":"t3"})"), "p", "f");
+      secret_json(R"({"access_key_id":"AKIA3","secret_access_key":"sk3","session_token":"t3"})"),
+      "p", "f");
   CHECK(text(b) == "[p]\naws_access_key_id = AKIA3\naws_secret_access_key = sk3\n"
                    "aws_session_token = t3\n");
 }
 
 TEST_CASE("the canonical name wins over an alias") {
   const auto s = render_aws_credentials(
-      secret_json(R"({"access_key":"alias","aws_access_key_id":"canonical","secret_key":"s"})"), "d", "f");
+      secret_json(R"({"access_key":"alias","aws_access_key_id":"canonical","secret_key":"s"})"),
+      "d", "f");
   CHECK(text(s) == "[d]\naws_access_key_id = canonical\naws_secret_access_key = s\n");
 }
 
 TEST_CASE("the session token is optional, and a null one is left out") {
-  CHECK(text(render_aws_credentials(secret_json(R"({"access_key":"a","secret_key":"s"})"), "d", "f")) ==
+  CHECK(text(render_aws_credentials(secret_json(R"({"access_key":"a","secret_key":"s"})"), "d",
+                                    "f")) ==
         "[d]\naws_access_key_id = a\naws_secret_access_key = s\n");
   CHECK(text(render_aws_credentials(
-            secret_json(R"({"access_key":"a","secret_key":"s","session_token":null})"), "d", "f")) ==
-        "[d]\naws_access_key_id = a\naws_secret_access_key = s\n");
+            secret_json(R"({"access_key":"a","secret_key":"s","session_token":null})"), "d",
+            "f")) == "[d]\naws_access_key_id = a\naws_secret_access_key = s\n");
 }
 
 TEST_CASE("missing key id or secret key is not_found") {
-  for (const char* json : {R"({"access_key":"CANARY-9b2f"})", R"({"secret_key":"CANARY-9b2f"})", "{}"}) {
+  for (const char* json :
+       {R"({"access_key":"CANARY-9b2f"})", R"({"secret_key":"CANARY-9b2f"})", "{}"}) {
     CAPTURE(json);
     auto e = error_of([&] { render_aws_credentials(secret_json(json), "d", "file aws"); });
     REQUIRE(e);
@@ -259,7 +271,8 @@ TEST_CASE("missing key id or secret key is not_found") {
 
 TEST_CASE("a newline in an AWS value is refused") {
   auto e = error_of([&] {
-    render_aws_credentials(secret_json(R"({"access_key":"a","secret_key":"CANARY-9b2f\nx"})"), "d", "f");
+    render_aws_credentials(secret_json(R"({"access_key":"a","secret_key":"CANARY-9b2f\nx"})"), "d",
+                           "f");
   });
   REQUIRE(e);
   CHECK(code_of(*e) == 65);

@@ -1,7 +1,7 @@
-#include <doctest/doctest.h>
-
 #include "crunchsecrets/util/duration.hpp"
 #include "testutil.hpp"
+
+#include <doctest/doctest.h>
 
 using cs::util::parse_duration;
 using ms = std::chrono::milliseconds;
@@ -73,6 +73,9 @@ TEST_CASE("malformed numbers are refused") {
 TEST_CASE("absurdly large durations are refused") {
   CHECK_FALSE(parse_duration("99999999999999h").ok());
   CHECK(parse_duration("1000h").ok());
+  // Found by fuzz-duration: numbers beyond double's range are errors, not exceptions.
+  CHECK_FALSE(parse_duration("1" + std::string(400, '0')).ok());
+  CHECK_FALSE(parse_duration("10s" + std::string(400, '2') + "s").ok());
 }
 
 TEST_SUITE_END();

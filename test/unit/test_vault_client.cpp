@@ -1,13 +1,12 @@
-#include <functional>
-#include <map>
-
-#include <doctest/doctest.h>
-
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/vault/client.hpp"
 #include "crunchsecrets/vault/config.hpp"
 #include "fake_transport.hpp"
 #include "testutil.hpp"
+
+#include <doctest/doctest.h>
+#include <functional>
+#include <map>
 
 using namespace cs::vault;
 using cs::test::code_of;
@@ -29,7 +28,9 @@ Config config(std::optional<int> max_retries = std::nullopt) {
   return c;
 }
 
-Clock::time_point far() { return Clock::now() + 60s; }
+Clock::time_point far() {
+  return Clock::now() + 60s;
+}
 
 ReadSpec spec(std::string path, std::optional<std::uint64_t> version = std::nullopt) {
   ReadSpec s;
@@ -58,7 +59,9 @@ cs::core::Error read_error(Response r, std::optional<int> max_retries = 0,
   return *e;
 }
 
-std::string str(const SecureString& s) { return std::string(s.data(), s.size()); }
+std::string str(const SecureString& s) {
+  return std::string(s.data(), s.size());
+}
 
 } // namespace
 
@@ -166,11 +169,11 @@ TEST_CASE("retries stop at the deadline") {
   CHECK(code_of(*e) == 69);
   CHECK_CONTAINS(e->what(), "Could not connect");
   CHECK_CONTAINS(e->what(), "gave up after");
-  CHECK(elapsed < 400ms + 250ms);   // never sleeps past the deadline
-  CHECK(t.requests_sent() >= 2);    // 50..100 ms, 50..200 ms fit before 400 ms
+  CHECK(elapsed < 400ms + 250ms); // never sleeps past the deadline
+  CHECK(t.requests_sent() >= 2);  // 50..100 ms, 50..200 ms fit before 400 ms
   CHECK(t.requests_sent() <= 8);
   for (const auto& d : t.deadlines) {
-    CHECK(d == deadline);           // every attempt is bounded by the same deadline
+    CHECK(d == deadline); // every attempt is bounded by the same deadline
   }
   // The last wait is cut short so that one more attempt happens right before the deadline.
   REQUIRE_FALSE(t.times.empty());
@@ -250,7 +253,8 @@ TEST_CASE("HTTP statuses map to the documented exit codes") {
 }
 
 TEST_CASE("a 403 names the path, the server's message and what to do") {
-  const auto e = read_error(resp(403, R"({"errors":["1 error occurred:\n\t* permission denied\n\n"]})"));
+  const auto e =
+      read_error(resp(403, R"({"errors":["1 error occurred:\n\t* permission denied\n\n"]})"));
   CHECK_CONTAINS(e.what(), "permission denied reading vault:secret/data/app#k");
   CHECK_CONTAINS(e.what(), "HTTP 403");
   CHECK_CONTAINS(e.what(), "policy granting read");
@@ -265,12 +269,16 @@ TEST_CASE("a 404 is not_found naming the path") {
 
 TEST_CASE("a KV v2 404 with metadata means a deleted or destroyed version") {
   const auto deleted = read_error(
-      resp(404, R"({"data":{"data":null,"metadata":{"created_time":"2024-01-01T00:00:00Z","deletion_time":"2024-01-02T00:00:00Z","destroyed":false,"version":2}}})"),
+      resp(
+          404,
+          R"({"data":{"data":null,"metadata":{"created_time":"2024-01-01T00:00:00Z","deletion_time":"2024-01-02T00:00:00Z","destroyed":false,"version":2}}})"),
       0, nullptr, 2);
   CHECK(code_of(deleted) == 79);
   CHECK_CONTAINS(deleted.what(), "this version was deleted");
   const auto destroyed = read_error(
-      resp(404, R"({"data":{"data":null,"metadata":{"deletion_time":"","destroyed":true,"version":2}}})"),
+      resp(
+          404,
+          R"({"data":{"data":null,"metadata":{"deletion_time":"","destroyed":true,"version":2}}})"),
       0, nullptr, 2);
   CHECK(code_of(destroyed) == 79);
   CHECK_CONTAINS(destroyed.what(), "this version was destroyed");
@@ -297,7 +305,9 @@ TEST_CASE("a KV v2 answer is recognised by data.data and data.metadata") {
 TEST_CASE("a KV v1 or generic answer uses data as it is") {
   FakeTransport t([](const Seen& s) {
     if (s.path == "database/creds/ro") {
-      return resp(200, R"({"lease_id":"database/creds/ro/abc","lease_duration":3600,"renewable":true,"data":{"username":"v-u","password":"p"}})");
+      return resp(
+          200,
+          R"({"lease_id":"database/creds/ro/abc","lease_duration":3600,"renewable":true,"data":{"username":"v-u","password":"p"}})");
     }
     if (s.path == "kv/meta") {
       // Only data and metadata together, both objects, make a KV v2 read.
@@ -321,7 +331,8 @@ TEST_CASE("a KV v1 or generic answer uses data as it is") {
 }
 
 TEST_CASE("a version is asked for with ?version= and needs a KV v2 answer") {
-  FakeTransport t([](const Seen& s) { return resp(200, s.path == "kv/v1?version=2" ? k_kv1 : k_kv2); });
+  FakeTransport t(
+      [](const Seen& s) { return resp(200, s.path == "kv/v1?version=2" ? k_kv1 : k_kv2); });
   Client c(config(), t, far());
   c.use_token(Secret(std::string_view("s.t")));
   auto got = c.read_all({spec("secret/data/app", 3)});
@@ -334,7 +345,8 @@ TEST_CASE("a version is asked for with ?version= and needs a KV v2 answer") {
 }
 
 TEST_CASE("an answer that is not JSON or has no data object is a protocol error") {
-  for (const char* body : {"<html>proxy error</html>", "", "[]", R"({"data":"x"})", R"({"warnings":[]})"}) {
+  for (const char* body :
+       {"<html>proxy error</html>", "", "[]", R"({"data":"x"})", R"({"warnings":[]})"}) {
     CAPTURE(body);
     const auto e = read_error(resp(200, body));
     CHECK(code_of(e) == 76);
@@ -375,12 +387,14 @@ TEST_CASE("all reads fail together after every answer is in, the first failure r
 TEST_CASE("AppRole login is one POST, then every read goes out in one parallel batch") {
   FakeTransport t([](const Seen& s) {
     if (s.path == "auth/approle/login") {
-      return resp(200, R"({"auth":{"client_token":"s.from-approle","policies":["default","app"]}})");
+      return resp(200,
+                  R"({"auth":{"client_token":"s.from-approle","policies":["default","app"]}})");
     }
     return resp(200, k_kv2);
   });
   Client c(config(), t, far());
-  c.login_approle("approle", Secret(std::string_view("role-1")), Secret(std::string_view("secret-1")));
+  c.login_approle("approle", Secret(std::string_view("role-1")),
+                  Secret(std::string_view("secret-1")));
   CHECK(c.logged_in());
   std::vector<ReadSpec> specs;
   for (int i = 0; i < 6; ++i) {
@@ -402,7 +416,8 @@ TEST_CASE("AppRole login is one POST, then every read goes out in one parallel b
 }
 
 TEST_CASE("AppRole login at another mount, refused with 400, is an authentication failure") {
-  FakeTransport t([](const Seen&) { return resp(400, R"({"errors":["invalid role or secret ID"]})"); });
+  FakeTransport t(
+      [](const Seen&) { return resp(400, R"({"errors":["invalid role or secret ID"]})"); });
   Client c(config(), t, far());
   auto e = error_of([&] {
     c.login_approle("ci-approle", Secret(std::string_view("r")), Secret(std::string_view("s")));
@@ -416,7 +431,8 @@ TEST_CASE("AppRole login at another mount, refused with 400, is an authenticatio
 }
 
 TEST_CASE("a login answer without a client token is a protocol error") {
-  for (const char* body : {"{}", R"({"auth":null})", R"({"auth":{"client_token":""}})", "not json"}) {
+  for (const char* body :
+       {"{}", R"({"auth":null})", R"({"auth":{"client_token":""}})", "not json"}) {
     CAPTURE(body);
     FakeTransport t([&](const Seen&) { return resp(200, body); });
     Client c(config(), t, far());
@@ -463,7 +479,8 @@ TEST_CASE("a used or expired wrapping token (400) is exit 80 and is not retried"
 TEST_CASE("Arvados login posts the role and the token") {
   FakeTransport t([](const Seen&) { return resp(200, R"({"auth":{"client_token":"s.arv"}})"); });
   Client c(config(), t, far());
-  c.login_arvados("arvados", "etl", Secret(std::string_view("v2/zzzzz-gj3su-0123456789abcde/secret")));
+  c.login_arvados("arvados", "etl",
+                  Secret(std::string_view("v2/zzzzz-gj3su-0123456789abcde/secret")));
   CHECK(c.logged_in());
   const Seen& s = t.batches[0][0];
   CHECK(s.method == "POST");
@@ -515,7 +532,8 @@ TEST_CASE("a token obtained by login is redacted from later errors too") {
     return resp(403, R"({"errors":["s.CANARY-issued denied; secret id CANARY-sid"]})");
   });
   Client c(config(), t, far());
-  c.login_approle("approle", Secret(std::string_view("role")), Secret(std::string_view("CANARY-sid")));
+  c.login_approle("approle", Secret(std::string_view("role")),
+                  Secret(std::string_view("CANARY-sid")));
   auto e = error_of([&] { c.read_all({spec("kv/a")}); });
   REQUIRE(e);
   CHECK_NOT_CONTAINS(e->what(), "CANARY");
@@ -545,7 +563,8 @@ TEST_SUITE_END();
 TEST_SUITE_BEGIN("vault::server_message");
 
 TEST_CASE("the first non-empty error of a Vault body is the message") {
-  CHECK(server_message(SecureString(R"({"errors":["","permission denied","x"]})")) == "permission denied");
+  CHECK(server_message(SecureString(R"({"errors":["","permission denied","x"]})")) ==
+        "permission denied");
   CHECK(server_message(SecureString(R"({"errors":[]})")).empty());
   CHECK(server_message(SecureString(R"({"errors":[1,"second"]})")) == "second");
   CHECK(server_message(SecureString(R"({"data":{}})")).empty());
@@ -556,15 +575,24 @@ TEST_CASE("the first non-empty error of a Vault body is the message") {
 TEST_CASE("control characters become spaces and long messages are cut to 200") {
   CHECK(server_message(SecureString(R"({"errors":["a\nb\tc\u0000d"]})")) == "a b c d");
   const std::string long_msg(500, 'x');
-  const std::string m = server_message(SecureString((R"({"errors":[")" + long_msg + R"("]})").c_str()));
+  const std::string m =
+      server_message(SecureString((R"({"errors":[")" + long_msg + R"("]})").c_str()));
   CHECK(m.size() == 200);
   CHECK(m.substr(197) == "...");
 }
 
 TEST_CASE("credentials are redacted from server messages, every occurrence") {
-  std::vector<Secret> creds{Secret(std::string_view("s.CANARY-tok")), Secret(std::string_view("sid-CANARY"))};
-  CHECK(server_message(SecureString(R"({"errors":["s.CANARY-tok and sid-CANARY and s.CANARY-tok"]})"), creds) ==
-        "[redacted] and [redacted] and [redacted]");
+  std::vector<Secret> creds{Secret(std::string_view("s.CANARY-tok")),
+                            Secret(std::string_view("sid-CANARY"))};
+  CHECK(
+      server_message(SecureString(R"({"errors":["s.CANARY-tok and sid-CANARY and s.CANARY-tok"]})"),
+                     creds) == "[redacted] and [redacted] and [redacted]");
+}
+
+TEST_CASE("a credential that occurs inside [redacted] is replaced once, not forever") {
+  std::vector<Secret> creds{Secret(std::string_view("redacted"))};
+  CHECK(server_message(SecureString(R"({"errors":["id redacted bad, redacted"]})"), creds) ==
+        "id [redacted] bad, [redacted]");
 }
 
 TEST_CASE("a credential is redacted before the message is cut") {
@@ -664,6 +692,8 @@ TEST_CASE("booleans are read the way the Vault CLI reads them") {
     CAPTURE(no);
     CHECK_FALSE(config_from_env(env_of({{"VAULT_SKIP_VERIFY", no}})).tls.skip_verify);
   }
+  CHECK(config_error({{"VAULT_CLIENT_TIMEOUT", "1" + std::string(400, '0')}}).code() ==
+        cs::core::ExitCode::config);
   const auto e = config_error({{"VAULT_SKIP_VERIFY", "maybe"}});
   CHECK(code_of(e) == 78);
   CHECK_CONTAINS(e.what(), "VAULT_SKIP_VERIFY='maybe' is not a boolean");
@@ -682,7 +712,8 @@ TEST_CASE("client timeouts are positive durations") {
 
 TEST_CASE("max retries is a non-negative integer") {
   CHECK(config_from_env(env_of({{"VAULT_MAX_RETRIES", "0"}})).max_retries == std::optional<int>(0));
-  CHECK(config_from_env(env_of({{"VAULT_MAX_RETRIES", "10"}})).max_retries == std::optional<int>(10));
+  CHECK(config_from_env(env_of({{"VAULT_MAX_RETRIES", "10"}})).max_retries ==
+        std::optional<int>(10));
   for (const char* bad : {"-1", "3x", "x", "1.5", "99999999999999999999"}) {
     CAPTURE(bad);
     const auto e = config_error({{"VAULT_MAX_RETRIES", bad}});
