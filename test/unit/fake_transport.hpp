@@ -2,12 +2,12 @@
 // batch is recorded with its secret parts revealed for checking.
 #pragma once
 
+#include "crunchsecrets/vault/transport.hpp"
+
 #include <functional>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include "crunchsecrets/vault/transport.hpp"
 
 namespace cs::test {
 

@@ -1,9 +1,9 @@
 // The one unit-test binary. The listener below lets `TempDir` keep the directory of a test
 // that failed, so its files can be inspected.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
-#include <doctest/doctest.h>
-
 #include "testutil.hpp"
+
+#include <doctest/doctest.h>
 
 namespace cs::test {
 

@@ -2,16 +2,15 @@
 // for the resolver and delivery tests.
 #pragma once
 
+#include "crunchsecrets/core/manifest.hpp"
+#include "crunchsecrets/core/plan.hpp"
+#include "crunchsecrets/core/resolve.hpp"
+
+#include <doctest/doctest.h>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <doctest/doctest.h>
-
-#include "crunchsecrets/core/manifest.hpp"
-#include "crunchsecrets/core/plan.hpp"
-#include "crunchsecrets/core/resolve.hpp"
 
 namespace cs::test {
 

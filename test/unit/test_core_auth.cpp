@@ -1,11 +1,10 @@
-#include <map>
-
-#include <doctest/doctest.h>
-
 #include "crunchsecrets/core/auth.hpp"
 #include "crunchsecrets/core/error.hpp"
 #include "fake_transport.hpp"
 #include "testutil.hpp"
+
+#include <doctest/doctest.h>
+#include <map>
 
 using namespace cs::core;
 using cs::test::code_of;
@@ -103,8 +102,8 @@ TEST_CASE("an explicit method is taken as given") {
 }
 
 TEST_CASE("the manifest's auth block fills options the command line left unset") {
-  const Manifest m = parse_manifest(
-      "version: 1\nauth:\n  method: arvados\n  role: etl\n  mount: arv2\n", "m.yml");
+  const Manifest m =
+      parse_manifest("version: 1\nauth:\n  method: arvados\n  role: etl\n  mount: arv2\n", "m.yml");
   const AuthOptions o = merge_auth(AuthOptions{}, &m, env_of({}));
   CHECK(o.method == "arvados");
   CHECK(o.arvados_role == "etl");

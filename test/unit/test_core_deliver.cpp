@@ -1,14 +1,13 @@
-#include <sys/stat.h>
-#include <sys/statfs.h>
-#include <linux/magic.h>
-#include <unistd.h>
-
-#include <doctest/doctest.h>
-
 #include "crunchsecrets/core/deliver.hpp"
 #include "crunchsecrets/core/error.hpp"
 #include "resolve_fixture.hpp"
 #include "testutil.hpp"
+
+#include <doctest/doctest.h>
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
 
 using namespace cs::core;
 using cs::test::code_of;
@@ -290,30 +289,36 @@ TEST_SUITE_END();
 TEST_SUITE_BEGIN("core::build_child_env");
 
 TEST_CASE("references in the environment are replaced and other variables kept in order") {
-  const ResolveFixture fx("", {"HOME=/root", "A=vault:kv/app#pw", "B=x${vault:kv/app#user}y",
-                               "ESC=$${vault:kv/app#pw}", "Z=z"},
+  const ResolveFixture fx("",
+                          {"HOME=/root", "A=vault:kv/app#pw", "B=x${vault:kv/app#user}y",
+                           "ESC=$${vault:kv/app#pw}", "Z=z"},
                           {{"kv/app", {R"({"pw":"CANARY-d311","user":"u"})"}}});
   const auto env = build_child_env({"HOME=/root", "A=vault:kv/app#pw", "B=x${vault:kv/app#user}y",
                                     "ESC=$${vault:kv/app#pw}", "Z=z"},
                                    fx.plan(), &fx.resolver(), ChildEnvOptions{});
-  CHECK(strings(env) == Strings{"HOME=/root", "Z=z", "A=CANARY-d311", "B=xuy", "ESC=${vault:kv/app#pw}"});
+  CHECK(strings(env) ==
+        Strings{"HOME=/root", "Z=z", "A=CANARY-d311", "B=xuy", "ESC=${vault:kv/app#pw}"});
 }
 
 TEST_CASE("manifest env entries override inherited variables of the same name") {
   const char* manifest = "version: 1\nsecrets:\n  db:\n    path: kv/db\n    key: pw\nenv:\n"
                          "  DB_PASSWORD: ${secret:db}\n  PLAIN: set-by-manifest\n";
   const Strings inherited{"DB_PASSWORD=vault:kv/other#pw", "PLAIN=inherited", "KEEP=1"};
-  const ResolveFixture fx(manifest, inherited,
-                          {{"kv/db", {R"({"pw":"from-manifest"})"}},
-                           {"kv/other", {R"({"pw":"from-environment"})"}}});
+  const ResolveFixture fx(
+      manifest, inherited,
+      {{"kv/db", {R"({"pw":"from-manifest"})"}}, {"kv/other", {R"({"pw":"from-environment"})"}}});
   const auto env = build_child_env(inherited, fx.plan(), &fx.resolver(), ChildEnvOptions{});
   CHECK(strings(env) == Strings{"KEEP=1", "DB_PASSWORD=from-manifest", "PLAIN=set-by-manifest"});
 }
 
 TEST_CASE("auth material is removed; the Arvados token is kept unless scrubbed") {
-  const Strings inherited{"VAULT_TOKEN=s.1", "BAO_TOKEN=s.2", "CRUNCH_SECRETS_SECRET_ID=sid",
-                        "CRUNCH_SECRETS_WRAPPED_TOKEN=w", "ARVADOS_API_TOKEN=v2/x/y",
-                        "VAULT_ADDR=http://v", "CRUNCH_SECRETS_ROLE_ID=r"};
+  const Strings inherited{"VAULT_TOKEN=s.1",
+                          "BAO_TOKEN=s.2",
+                          "CRUNCH_SECRETS_SECRET_ID=sid",
+                          "CRUNCH_SECRETS_WRAPPED_TOKEN=w",
+                          "ARVADOS_API_TOKEN=v2/x/y",
+                          "VAULT_ADDR=http://v",
+                          "CRUNCH_SECRETS_ROLE_ID=r"};
   const ResolveFixture fx("", inherited, {});
   CHECK(strings(build_child_env(inherited, fx.plan(), &fx.resolver(), ChildEnvOptions{})) ==
         Strings{"ARVADOS_API_TOKEN=v2/x/y", "VAULT_ADDR=http://v", "CRUNCH_SECRETS_ROLE_ID=r"});
@@ -340,13 +345,15 @@ TEST_CASE("CRUNCH_SECRETS_DIR is set, replacing an inherited one, when files wer
   o.secrets_dir = "/dev/shm/app";
   CHECK(strings(build_child_env(inherited, fx.plan(), &fx.resolver(), o)) ==
         Strings{"X=1", "CRUNCH_SECRETS_DIR=/dev/shm/app"});
-  CHECK(strings(build_child_env(inherited, fx.plan(), &fx.resolver(), ChildEnvOptions{})) == inherited);
+  CHECK(strings(build_child_env(inherited, fx.plan(), &fx.resolver(), ChildEnvOptions{})) ==
+        inherited);
 }
 
 TEST_CASE("a missing key in an environment reference names the variable, not the value") {
   const Strings inherited{"A=vault:kv/app#nope"};
   const ResolveFixture fx("", inherited, {{"kv/app", {R"({"pw":"CANARY-d311"})"}}});
-  auto e = error_of([&] { build_child_env(inherited, fx.plan(), &fx.resolver(), ChildEnvOptions{}); });
+  auto e =
+      error_of([&] { build_child_env(inherited, fx.plan(), &fx.resolver(), ChildEnvOptions{}); });
   REQUIRE(e);
   CHECK(code_of(*e) == 79);
   CHECK_CONTAINS(e->what(), "environment variable A");
@@ -358,9 +365,9 @@ TEST_SUITE_END();
 TEST_SUITE_BEGIN("core::build_child_argv");
 
 TEST_CASE("arguments are substituted with --argv-templates") {
-  const ResolveFixture fx("", {}, {{"kv/app", {R"({"pw":"p w"})"}}},
-                          {"cmd", "--password=${vault:kv/app#pw}", "$${vault:kv/app#pw}", "${HOME}"},
-                          true);
+  const ResolveFixture fx(
+      "", {}, {{"kv/app", {R"({"pw":"p w"})"}}},
+      {"cmd", "--password=${vault:kv/app#pw}", "$${vault:kv/app#pw}", "${HOME}"}, true);
   CHECK(strings(build_child_argv(fx.plan(), &fx.resolver())) ==
         Strings{"cmd", "--password=p w", "${vault:kv/app#pw}", "${HOME}"});
 }

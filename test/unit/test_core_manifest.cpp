@@ -1,8 +1,8 @@
-#include <doctest/doctest.h>
-#include <fmt/format.h>
-
 #include "crunchsecrets/core/manifest.hpp"
 #include "testutil.hpp"
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
 
 using namespace cs::core;
 using cs::test::TempDir;
@@ -216,7 +216,8 @@ TEST_CASE("unknown fields are errors with file and line") {
   check_fails_at("version: 1\nsecrets: {}\nbogus: 2\n", 3, "unknown field 'bogus' in the manifest");
   check_fails_at(std::string(k_head) + "    kee: password\n", 5,
                  "unknown field 'kee' in secret 'db'");
-  check_fails_at("version: 1\nauth:\n  method: token\n  roles: x\n", 4, "unknown field 'roles' in auth");
+  check_fails_at("version: 1\nauth:\n  method: token\n  roles: x\n", 4,
+                 "unknown field 'roles' in auth");
   check_fails_at(std::string(k_head) + "files:\n  - path: a\n    secret: db\n    modes: \"0400\"\n",
                  8, "unknown field 'modes' in a files entry");
 }
@@ -247,13 +248,13 @@ TEST_CASE("YAML syntax errors name the line") {
 
 TEST_CASE("secrets need a valid name and a valid path") {
   check_fails_at("version: 1\nsecrets:\n  db:\n    engine: kv2\n", 4, "secret 'db' has no 'path'");
-  check_fails_at("version: 1\nsecrets:\n  1db:\n    path: p\n", 3,
-                 "secret name '1db' must match");
+  check_fails_at("version: 1\nsecrets:\n  1db:\n    path: p\n", 3, "secret name '1db' must match");
   check_fails_at("version: 1\nsecrets:\n  d.b:\n    path: p\n", 3, "secret name 'd.b'");
   check_fails_at("version: 1\nsecrets:\n  db:\n    path: /secret/app\n", 4,
                  "must not start with '/'");
   check_fails_at("version: 1\nsecrets:\n  db:\n    path: secret/../sys\n", 4, "'..'");
-  check_fails_at("version: 1\nsecrets:\n  db: secret/data/app\n", 3, "secret 'db' must be a mapping");
+  check_fails_at("version: 1\nsecrets:\n  db: secret/data/app\n", 3,
+                 "secret 'db' must be a mapping");
   check_fails_at("version: 1\nsecrets:\n  - db\n", 3, "secrets must be a mapping");
   check_fails_at(std::string(k_head) + "    key: \"\"\n", 5, "key must not be empty");
 }
@@ -261,7 +262,8 @@ TEST_CASE("secrets need a valid name and a valid path") {
 TEST_CASE("engines and versions are checked") {
   check_fails_at(std::string(k_head) + "    engine: kv3\n", 5,
                  "engine 'kv3' is not one of auto, kv2, kv1, generic");
-  check_fails_at(std::string(k_head) + "    version: 0\n", 5, "version '0' must be a positive integer");
+  check_fails_at(std::string(k_head) + "    version: 0\n", 5,
+                 "version '0' must be a positive integer");
   check_fails_at(std::string(k_head) + "    version: latest\n", 5, "version 'latest'");
   check_fails_at(std::string(k_head) + "    version: -1\n", 5, "must be a positive integer");
   check_fails_at(std::string(k_head) + "    engine: kv1\n    version: 2\n", 6,
@@ -279,8 +281,7 @@ TEST_CASE("engines and versions are checked") {
 
 TEST_CASE("a secret declared twice is an error") {
   // Duplicate keys in a YAML mapping are either a syntax error or reported by name.
-  const Error e =
-      manifest_error("version: 1\nsecrets:\n  db:\n    path: a\n  db:\n    path: b\n");
+  const Error e = manifest_error("version: 1\nsecrets:\n  db:\n    path: a\n  db:\n    path: b\n");
   CHECK(cs::test::code_of(e) == 65);
   CHECK_CONTAINS(e.what(), "m.yml:5: ");
 }
@@ -348,9 +349,13 @@ TEST_CASE("modes are octal, owner-readable and at most 0640") {
   check_fails_at(head + "\"\"\n", 8, "must be octal");
   check_fails_at(head + "\"00400\"\n", 8, "must be octal");
   check_fails_at(head + "rw\n", 8, "must be octal");
-  for (const auto& [text, mode] : std::initializer_list<std::pair<const char*, unsigned>>{
-           {"\"0400\"", 0400}, {"\"0440\"", 0440}, {"\"0640\"", 0640}, {"\"0600\"", 0600}, {"\"400\"", 0400},
-           {"0440", 0440}}) {
+  for (const auto& [text, mode] :
+       std::initializer_list<std::pair<const char*, unsigned>>{{"\"0400\"", 0400},
+                                                               {"\"0440\"", 0440},
+                                                               {"\"0640\"", 0640},
+                                                               {"\"0600\"", 0600},
+                                                               {"\"400\"", 0400},
+                                                               {"0440", 0440}}) {
     CAPTURE(text);
     const Manifest m = parse_manifest(head + text + "\n", "m.yml");
     CHECK(m.files[0].mode == mode);
@@ -366,8 +371,8 @@ TEST_CASE("formats and their options are checked") {
   check_fails_at(head + "    format: ini\n    section: \"a]b\"\n", 6,
                  "must not contain '[', ']' or a newline");
   check_fails_at(head + "    format: template\n", 8, "format 'template' needs 'template'");
-  const Manifest m = parse_manifest(head + "    format: ini\n    section: creds\n    key: x\n",
-                                    "m.yml");
+  const Manifest m =
+      parse_manifest(head + "    format: ini\n    section: creds\n    key: x\n", "m.yml");
   CHECK(m.files[0].format == FileFormat::ini);
   CHECK(m.files[0].section == "creds");
   CHECK(std::get<NamedRef>(*m.files[0].source) == NamedRef{"db", "x"});
@@ -377,7 +382,8 @@ TEST_CASE("formats and their options are checked") {
 
 TEST_CASE("a files entry takes exactly one source") {
   const std::string head = std::string(k_head) + "files:\n  - path: f\n";
-  check_fails_at(head + "    mode: \"0400\"\n", 6, "exactly one of 'secret', 'template', 'template_file'");
+  check_fails_at(head + "    mode: \"0400\"\n", 6,
+                 "exactly one of 'secret', 'template', 'template_file'");
   check_fails_at(head + "    secret: db\n    template: x\n", 6, "exactly one of");
   check_fails_at(head + "    template: x\n    format: raw\n", 8, "go with format 'template'");
   check_fails_at(head + "    template: x\n    key: k\n", 8, "'key' goes with 'secret'");
@@ -402,8 +408,8 @@ TEST_CASE("a missing template_file is exit 66 with the manifest line") {
 TEST_CASE("a bad reference in a template_file names that file and the manifest line") {
   TempDir tmp;
   cs::test::write_text(tmp / "t.tmpl", "line\n${vault:broken}\n");
-  const Error e = manifest_error(std::string(k_head) + "files:\n  - path: f\n    template_file: " +
-                                 (tmp / "t.tmpl") + "\n");
+  const Error e = manifest_error(
+      std::string(k_head) + "files:\n  - path: f\n    template_file: " + (tmp / "t.tmpl") + "\n");
   CHECK(cs::test::code_of(e) == 65);
   CHECK_CONTAINS(e.what(), tmp / "t.tmpl");
   CHECK_CONTAINS(e.what(), "m.yml:7");
@@ -412,8 +418,8 @@ TEST_CASE("a bad reference in a template_file names that file and the manifest l
 TEST_CASE("an undeclared secret in a template_file is reported at the manifest line") {
   TempDir tmp;
   cs::test::write_text(tmp / "t.tmpl", "${secret:ghost}\n");
-  check_fails_at(std::string(k_head) + "files:\n  - path: f\n    template_file: " +
-                     (tmp / "t.tmpl") + "\n",
+  check_fails_at(std::string(k_head) +
+                     "files:\n  - path: f\n    template_file: " + (tmp / "t.tmpl") + "\n",
                  7, "'${secret:ghost}'");
 }
 

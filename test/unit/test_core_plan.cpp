@@ -1,8 +1,8 @@
-#include <doctest/doctest.h>
-
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/core/plan.hpp"
 #include "testutil.hpp"
+
+#include <doctest/doctest.h>
 
 using namespace cs::core;
 using cs::test::code_of;
@@ -68,8 +68,8 @@ using Strings = std::vector<std::string>;
 TEST_SUITE_BEGIN("core::Plan");
 
 TEST_CASE("an environment without references plans nothing") {
-  const Plan p = plan_of({"HOME=/root", "PATH=/usr/bin", "SHELL_STYLE=${HOME}/x", "EMPTY=",
-                          "NOEQUALS", "=weird", "DOLLAR=$vault:x"});
+  const Plan p = plan_of({"HOME=/root", "PATH=/usr/bin", "SHELL_STYLE=${HOME}/x",
+                          "EMPTY=", "NOEQUALS", "=weird", "DOLLAR=$vault:x"});
   CHECK(p.env.empty());
   CHECK(p.fetches.empty());
   CHECK(p.manifest == nullptr);
@@ -91,8 +91,7 @@ TEST_CASE("the same path and version is fetched once however many references nam
                           "C=${vault:secret/data/app#password}${vault:secret/data/app#host}",
                           "D=vault:secret/data/app#password#3", "E=vault:secret/data/app#user#3",
                           "F=vault:secret/data/other#x"});
-  CHECK(fetch_paths(p) ==
-        Strings{"secret/data/app", "secret/data/app@3", "secret/data/other"});
+  CHECK(fetch_paths(p) == Strings{"secret/data/app", "secret/data/app@3", "secret/data/other"});
   CHECK(p.fetch_for(Ref{VaultRef{"secret/data/app", "zzz", {}}}) == 0);
   CHECK(p.fetch_for(Ref{VaultRef{"secret/data/app", "user", 3}}) == 1);
   CHECK(p.fetch_index("secret/data/other", std::nullopt) == 2);
@@ -176,9 +175,9 @@ TEST_CASE("manifest secrets are fetched only when something uses them") {
 
 TEST_CASE("manifest secrets and vault references of the same path and version share a fetch") {
   const Manifest m = parse_manifest(k_manifest, "m.yml");
-  const Plan p = plan_of({"A=vault:secret/data/app#password", "B=${secret:pinned}",
-                          "C=vault:secret/data/app#k#2"},
-                         &m);
+  const Plan p = plan_of(
+      {"A=vault:secret/data/app#password", "B=${secret:pinned}", "C=vault:secret/data/app#k#2"},
+      &m);
   CHECK(fetch_paths(p) == Strings{"secret/data/app", "secret/data/app@2"});
   CHECK(p.fetch_for(Ref{NamedRef{"pinned", {}}}) == 1);
   CHECK(p.fetch_for(Ref{NamedRef{"db", {}}}) == 0);

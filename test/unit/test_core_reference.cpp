@@ -1,7 +1,7 @@
-#include <doctest/doctest.h>
-
 #include "crunchsecrets/core/reference.hpp"
 #include "testutil.hpp"
+
+#include <doctest/doctest.h>
 
 using namespace cs::core;
 
@@ -120,8 +120,8 @@ TEST_CASE("validate_path accepts the grammar and refuses the rest") {
   CHECK(validate_path("kv/app").ok());
   CHECK(validate_path("database/creds/readonly").ok());
   CHECK(validate_path("x").ok());
-  for (const char* bad : {"", "/", "/a", "a/", "a//b", ".", "..", "a/.", "a/..", "a b", "a\\b",
-                          "a#b", "a}b", "a*"}) {
+  for (const char* bad :
+       {"", "/", "/a", "a/", "a//b", ".", "..", "a/.", "a/..", "a b", "a\\b", "a#b", "a}b", "a*"}) {
     CAPTURE(bad);
     CHECK_FALSE(validate_path(bad).ok());
   }
@@ -154,8 +154,7 @@ TEST_CASE("references may be adjacent, at the ends, or the whole text") {
 
 TEST_CASE("${secret:name} and ${secret:name#key} name manifest secrets") {
   const Template t = tmpl("u=${secret:db} k=${secret:aws#access_key} z=${secret:_x-1#a b}");
-  CHECK(shape(t) ==
-        "'u='<secret:db>' k='<secret:aws#access_key>' z='<secret:_x-1#a b>");
+  CHECK(shape(t) == "'u='<secret:db>' k='<secret:aws#access_key>' z='<secret:_x-1#a b>");
   const auto& n = std::get<NamedRef>(*t.segments[1].ref);
   CHECK(n.name == "db");
   CHECK_FALSE(n.key.has_value());
@@ -226,8 +225,8 @@ TEST_CASE("looks_like_reference finds well-formed and malformed references") {
   CHECK(looks_like_reference("${vault:p#k}"));
   CHECK(looks_like_reference("--password=${vault:p#k}"));
   CHECK(looks_like_reference("${secret:db}"));
-  CHECK(looks_like_reference("${vault:p}"));    // malformed: still refused in argv
-  CHECK(looks_like_reference("${vault:p#k"));   // unclosed
+  CHECK(looks_like_reference("${vault:p}"));  // malformed: still refused in argv
+  CHECK(looks_like_reference("${vault:p#k")); // unclosed
   CHECK_FALSE(looks_like_reference("plain"));
   CHECK_FALSE(looks_like_reference("${HOME}"));
   CHECK_FALSE(looks_like_reference("$${vault:p#k}"));

@@ -1,10 +1,6 @@
 // Deterministic random inputs for every parser that takes text from users or from Vault: each
 // must answer with a value or a clean error (a `Result` error or a `core::Error`), never crash
 // or throw anything else. A cheap stand-in for the fuzzers.
-#include <random>
-
-#include <doctest/doctest.h>
-
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/core/manifest.hpp"
 #include "crunchsecrets/core/plan.hpp"
@@ -13,6 +9,9 @@
 #include "crunchsecrets/util/fs.hpp"
 #include "crunchsecrets/vault/client.hpp"
 #include "testutil.hpp"
+
+#include <doctest/doctest.h>
+#include <random>
 
 using namespace cs::core;
 
@@ -35,8 +34,9 @@ namespace {
 // Random text biased towards the characters the grammars care about.
 std::string random_text(std::mt19937_64& rng, std::size_t max_len) {
   static const std::string alphabet = "${}#:/.@=+-_ \n\t\\\"'0123456789abcvaultsecret[]-msh\0";
-  static const char* const pieces[] = {"${vault:", "${secret:", "$${", "vault:", "#", "}", "..",
-                                       "//", "secret/data/app", "#3", "\n  ", ": ", "- "};
+  static const char* const pieces[] = {"${vault:", "${secret:", "$${", "vault:",          "#",
+                                       "}",        "..",        "//",  "secret/data/app", "#3",
+                                       "\n  ",     ": ",        "- "};
   std::uniform_int_distribution<std::size_t> len(0, max_len);
   std::uniform_int_distribution<std::size_t> pick(0, alphabet.size() - 1);
   std::uniform_int_distribution<std::size_t> piece(0, std::size(pieces) - 1);
@@ -231,7 +231,8 @@ TEST_CASE("server_message takes any body") {
   std::mt19937_64 rng(7);
   for (int i = 0; i < 5000; ++i) {
     const std::string body = mutate(rng, R"({"errors":["permission denied","x"]})");
-    const std::string m = cs::vault::server_message(cs::util::SecureString(body.c_str(), body.size()));
+    const std::string m =
+        cs::vault::server_message(cs::util::SecureString(body.c_str(), body.size()));
     EXPECT(m.size() <= 200);
     for (char c : m) {
       EXPECT(static_cast<unsigned char>(c) >= 0x20);

@@ -1,12 +1,11 @@
-#include <sstream>
-
-#include <doctest/doctest.h>
-#include <fmt/format.h>
-
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/util/log.hpp"
 #include "crunchsecrets/util/secret.hpp"
 #include "testutil.hpp"
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+#include <sstream>
 
 using cs::util::Secret;
 using cs::util::SecretJson;

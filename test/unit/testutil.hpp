@@ -1,9 +1,12 @@
 // Helpers shared by the unit tests: a per-test temporary directory and small file utilities.
 #pragma once
 
+#include "crunchsecrets/core/error.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <doctest/doctest.h>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -13,10 +16,6 @@
 #include <string_view>
 #include <sys/stat.h>
 #include <vector>
-
-#include <doctest/doctest.h>
-
-#include "crunchsecrets/core/error.hpp"
 
 namespace cs::test {
 
@@ -100,15 +99,17 @@ std::optional<core::Error> error_of(F&& f) {
   return std::nullopt;
 }
 
-inline int code_of(const core::Error& e) { return static_cast<int>(e.code()); }
+inline int code_of(const core::Error& e) {
+  return static_cast<int>(e.code());
+}
 
 } // namespace cs::test
 
-#define CHECK_CONTAINS(haystack, needle)                                                          \
-  CHECK_MESSAGE(::cs::test::contains((haystack), (needle)),                                      \
-                "'" << std::string(std::string_view(haystack)) << "' does not contain '"         \
+#define CHECK_CONTAINS(haystack, needle)                                                           \
+  CHECK_MESSAGE(::cs::test::contains((haystack), (needle)),                                        \
+                "'" << std::string(std::string_view(haystack)) << "' does not contain '"           \
                     << std::string(std::string_view(needle)) << "'")
-#define CHECK_NOT_CONTAINS(haystack, needle)                                                      \
-  CHECK_MESSAGE(!::cs::test::contains((haystack), (needle)),                                     \
-                "'" << std::string(std::string_view(haystack)) << "' contains '"                 \
+#define CHECK_NOT_CONTAINS(haystack, needle)                                                       \
+  CHECK_MESSAGE(!::cs::test::contains((haystack), (needle)),                                       \
+                "'" << std::string(std::string_view(haystack)) << "' contains '"                   \
                     << std::string(std::string_view(needle)) << "'")
