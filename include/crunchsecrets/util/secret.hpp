@@ -57,6 +57,7 @@ class Secret {
 public:
   Secret() = default;
   explicit Secret(std::string_view value) : m_value(value.data(), value.size()) {}
+  explicit Secret(const char* value) : Secret(std::string_view(value)) {}
   explicit Secret(SecureString value) : m_value(std::move(value)) {}
   Secret(const Secret& other) : m_value(other.m_value) {}
   Secret(Secret&& other) noexcept : m_value(std::move(other.m_value)) { other.clear(); }
