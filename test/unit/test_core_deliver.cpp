@@ -45,19 +45,6 @@ std::map<std::string, cs::test::Canned> files_data() {
           {"kv/aws", {R"({"access_key":"AK","secret_key":"SK"})"}}};
 }
 
-unsigned mode_of(const std::string& path) {
-  struct stat st {};
-  REQUIRE(::lstat(path.c_str(), &st) == 0);
-  return st.st_mode & 07777;
-}
-
-bool on_memory_fs(const std::string& path) {
-  struct statfs st {};
-  REQUIRE(::statfs(path.c_str(), &st) == 0);
-  return static_cast<unsigned long>(st.f_type) == TMPFS_MAGIC ||
-         static_cast<unsigned long>(st.f_type) == RAMFS_MAGIC;
-}
-
 SecretsDirOptions dir_options(std::string path, bool allow_non_tmpfs = false) {
   SecretsDirOptions o;
   o.path = std::move(path);
@@ -81,6 +68,8 @@ std::vector<std::string> strings(const std::vector<cs::util::Secret>& block) {
 }
 
 using Strings = std::vector<std::string>;
+using cs::test::mode_of;
+using cs::test::on_memory_fs;
 
 } // namespace
 

@@ -14,6 +14,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+using cs::test::mode_of;
+using cs::test::on_memory_fs;
 using cs::test::TempDir;
 using cs::util::AtomicFile;
 using cs::util::Fd;
@@ -45,19 +47,6 @@ Fd open_dir(const std::string& path) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   REQUIRE(fd.valid());
   return fd;
-}
-
-unsigned mode_of(const std::string& path) {
-  struct stat st {};
-  REQUIRE(::lstat(path.c_str(), &st) == 0);
-  return st.st_mode & 07777;
-}
-
-bool on_memory_fs(const std::string& path) {
-  struct statfs st {};
-  REQUIRE(::statfs(path.c_str(), &st) == 0);
-  return static_cast<unsigned long>(st.f_type) == TMPFS_MAGIC ||
-         static_cast<unsigned long>(st.f_type) == RAMFS_MAGIC;
 }
 
 std::vector<std::string> segs(std::initializer_list<const char*> list) {

@@ -10,11 +10,13 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <linux/magic.h>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <vector>
 
 namespace cs::test {
@@ -97,6 +99,21 @@ std::optional<core::Error> error_of(F&& f) {
     return e;
   }
   return std::nullopt;
+}
+
+// The permission bits of `path` (not following a symlink).
+inline unsigned mode_of(const std::string& path) {
+  struct stat st {};
+  REQUIRE(::lstat(path.c_str(), &st) == 0);
+  return st.st_mode & 07777;
+}
+
+// True when `path` is on tmpfs or ramfs.
+inline bool on_memory_fs(const std::string& path) {
+  struct statfs st {};
+  REQUIRE(::statfs(path.c_str(), &st) == 0);
+  return static_cast<unsigned long>(st.f_type) == TMPFS_MAGIC ||
+         static_cast<unsigned long>(st.f_type) == RAMFS_MAGIC;
 }
 
 inline int code_of(const core::Error& e) {
