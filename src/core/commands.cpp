@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 
@@ -257,40 +258,39 @@ int check_command(const CommonOptions& o, bool online, bool json) {
 
   std::string out;
   if (json) {
-    using util::log::json_quote;
-    out += "{\"manifest\":" + json_quote(plan.manifest ? plan.manifest->file : "") +
-           ",\"auth\":" + json_quote(method) + ",\"secrets_dir\":" + json_quote(p.dir) +
-           ",\"secrets_dir_state\":" + json_quote(dir_state) +
-           ",\"argv_templates\":" + (plan.argv_templates ? "true" : "false") + ",\"reads\":[";
+    nlohmann::ordered_json j;
+    j["manifest"] = plan.manifest ? plan.manifest->file : "";
+    j["auth"] = method;
+    j["secrets_dir"] = p.dir;
+    j["secrets_dir_state"] = dir_state;
+    j["argv_templates"] = plan.argv_templates;
+    j["reads"] = nlohmann::ordered_json::array();
     for (std::size_t i = 0; i < plan.fetches.size(); ++i) {
       const Fetch& f = plan.fetches[i];
-      out += (i ? "," : "") + std::string("{\"path\":") + json_quote(f.read.path) +
-             ",\"version\":" + (f.read.version ? std::to_string(*f.read.version) : "null") +
-             ",\"engine\":" + json_quote(to_string(f.engine)) + ",\"used_by\":[";
-      for (std::size_t k = 0; k < users[i].size(); ++k) {
-        out += (k ? "," : "") + json_quote(users[i][k]);
+      nlohmann::ordered_json read{{"path", f.read.path},
+                                  {"version", nullptr},
+                                  {"engine", to_string(f.engine)},
+                                  {"used_by", users[i]}};
+      if (f.read.version) {
+        read["version"] = *f.read.version;
       }
-      out += "]";
       if (online) {
-        out += std::string(",\"readable\":") + (readable(i) ? "true" : "false");
+        read["readable"] = readable(i);
       }
-      out += "}";
+      j["reads"].push_back(std::move(read));
     }
-    out += "],\"env\":[";
-    for (std::size_t i = 0; i < plan.env.size(); ++i) {
-      out += (i ? "," : "") + std::string("{\"name\":") + json_quote(plan.env[i].name) +
-             ",\"refs\":" + json_quote(refs_text(plan.env[i].value)) +
-             ",\"origin\":" + json_quote(plan.env[i].origin) + "}";
+    j["env"] = nlohmann::ordered_json::array();
+    for (const auto& e : plan.env) {
+      j["env"].push_back({{"name", e.name}, {"refs", refs_text(e.value)}, {"origin", e.origin}});
     }
-    out += "],\"files\":[";
-    for (std::size_t i = 0; i < plan.files.size(); ++i) {
-      const FileSpec& f = plan.files[i];
-      out += (i ? "," : "") + std::string("{\"path\":") + json_quote(f.path) +
-             ",\"format\":" + json_quote(to_string(f.format)) +
-             ",\"mode\":" + json_quote(fmt::format("{:04o}", f.mode)) +
-             ",\"origin\":" + json_quote(f.origin) + "}";
+    j["files"] = nlohmann::ordered_json::array();
+    for (const auto& f : plan.files) {
+      j["files"].push_back({{"path", f.path},
+                            {"format", to_string(f.format)},
+                            {"mode", fmt::format("{:04o}", f.mode)},
+                            {"origin", f.origin}});
     }
-    out += "]}\n";
+    out = j.dump() + "\n";
   } else {
     out += fmt::format("manifest: {}\n", plan.manifest ? plan.manifest->file : "(none)");
     out += fmt::format("auth: {}\n", method);
