@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -69,7 +70,8 @@ std::string secrets_dir(const CommonOptions& o, const Manifest* m) {
 }
 
 struct Prepared {
-  std::optional<Manifest> manifest;
+  // Heap-owned so that `plan.manifest` stays valid when a Prepared is moved.
+  std::unique_ptr<Manifest> manifest;
   Plan plan;
   std::string dir;
 };
@@ -77,17 +79,16 @@ struct Prepared {
 Prepared prepare(const CommonOptions& o) {
   Prepared p;
   if (const std::string path = find_manifest(o); !path.empty()) {
-    p.manifest = load_manifest(path);
+    p.manifest = std::make_unique<Manifest>(load_manifest(path));
     util::log::debug("manifest {}", path);
   }
   PlanInput in;
-  in.manifest = p.manifest ? &*p.manifest : nullptr;
+  in.manifest = p.manifest.get();
   in.environ = current_environ();
   in.env_refs = !o.no_env_refs;
   in.argv_templates = o.argv_templates;
   in.argv = o.command;
   p.plan = build_plan(in);
-  p.plan.manifest = in.manifest;
   p.dir = secrets_dir(o, in.manifest);
   return p;
 }
