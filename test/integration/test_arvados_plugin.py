@@ -358,7 +358,12 @@ def test_login_fails_closed_when_arvados_is_down(arv, acs):
             "cluster_id": "zzzzz", "allowed_policies": "arvados-*", "cache_ttl": 0,
         })
         arv.api("POST", "auth/arvados-down/role/lab", {"bound_group_uuids": [LAB], "token_policies": ["arvados-lab"]})
-        status, resp = login(arv, "lab", container_token(ALICE_RUN1), mount="arvados-down")
+        # A freshly mounted plugin backend may need a moment before its first login succeeds.
+        for _ in range(50):
+            status, resp = login(arv, "lab", container_token(ALICE_RUN1), mount="arvados-down")
+            if status == 200:
+                break
+            time.sleep(0.1)
         assert status == 200, errors_of(resp)
         down.control("POST", "shutdown")
         down.proc.wait(10)
