@@ -18,6 +18,9 @@ failed=()
 step "dependencies"
 bash packaging/install-deps.sh
 
+step "PostgreSQL 15 (Debian) for the dynamic-secrets tests"
+bash test/postgres/pg.sh install
+
 step "OpenBao (real server, built from the Go module proxy, cached)"
 BAO_BIN=$(bash test/openbao/build.sh)
 export BAO_BIN
@@ -33,6 +36,7 @@ export CRUNCH_SECRETS_BIN=$repo/$build/crunch-secrets PROBE_BIN=$repo/$build/tes
 
 step "C++ unit tests (doctest)"
 "$build/test/unit/unit-tests" || failed+=("unit tests")
+"$build/unit-tests-supervise" || failed+=("supervise unit tests")
 
 if [[ ${RUN_GO_TESTS:-1} == 1 ]]; then
   step "vault-plugin-auth-arvados: go vet, go test"

@@ -85,3 +85,13 @@ def _scan_server_logs():
 def pytest_configure(config):
     config.addinivalue_line("markers", "offline: the test needs no OpenBao server")
     config.addinivalue_line("markers", "slow: the test waits for deadlines (seconds)")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL 15 on loopback (test/postgres/pg.sh), shared by the session."""
+    from postgres import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
