@@ -23,6 +23,9 @@ Tests change the world while it runs through a control API, answered only to loo
     POST   /_control/users/{uuid}        {"is_active": false}
     POST   /_control/links               {"tail_uuid", "head_uuid", "name"} -> the new link
     DELETE /_control/links/{uuid}
+    POST   /_control/credentials         {"name", "secret", ...} -> the new credential (no secret)
+    POST   /_control/credentials/{uuid}  {"expires_at": "2020-01-01T00:00:00Z"}  (any fields)
+    DELETE /_control/credentials/{uuid}
     POST   /_control/outage              {"status": 503}  (0 ends it; API calls get that status)
     POST   /_control/reset               reload the fixtures
     GET    /_control/log                 requests so far: method, path, token uuid, status
@@ -452,26 +455,51 @@ class Handler(BaseHTTPRequestHandler):
             return 200, list_response("arvados#computedPermissionList", rows, query)
 
         if resource == "credentials":
-            def readable(c):
-                return admin or c.get("owner_uuid") == user["uuid"] or w.perm(user, c["uuid"]) > 0
-            if not rest:
-                items = [public(c) for c in w.credentials.values() if readable(c)]
-                return 200, list_response("arvados#credentialList", items, query)
-            c = w.credentials.get(rest[0])
-            if c is None or not readable(c):
-                raise ApiError(404, "Path not found")
-            if len(rest) == 1:
-                return 200, public(c)
-            if rest[1:] == ["secret"]:
-                running = (container_uuid is not None and
-                           w.containers[container_uuid].get("state") == "Running")
-                if not running:
-                    raise ApiError(403, "Forbidden: credential secrets are only available to a running container")
-                entry["event"] = {"event_type": "secret_access", "object_uuid": c["uuid"],
-                                  "container_uuid": container_uuid, "at": now_rfc3339()}
-                return 200, {"external_id": c.get("external_id", ""), "secret": c.get("secret", "")}
+            return self.credentials(rest, query, entry, user, admin, container_uuid)
 
         raise ApiError(404, "Path not found")
+
+    def credentials(self, rest, query, entry, user, admin, container_uuid):
+        """The credentials resource (Arvados 3.2+, doc.arvados.org api/methods/credentials):
+        list and get never show `secret`, which cannot be used in queries either; `secret`
+        answers {"external_id", "secret"} only to the token of a Running container whose user
+        can read the credential, and only before `expires_at`; each answer is a
+        `secret_access` event."""
+        w = self.world
+
+        def readable(c):
+            return admin or c.get("owner_uuid") == user["uuid"] or w.perm(user, c["uuid"]) > 0
+
+        if not rest:
+            try:
+                flts = json.loads(query.get("filters", ["[]"])[0])
+            except json.JSONDecodeError:
+                flts = []  # list_response reports it
+            if isinstance(flts, list) and flts and not isinstance(flts[0], list):
+                flts = [flts]
+            if isinstance(flts, list) and any(isinstance(f, list) and f and f[0] == "secret"
+                                              for f in flts):
+                raise ApiError(422, "Invalid attribute 'secret' in filter")
+            items = [public(c) for c in w.credentials.values() if readable(c)]
+            return 200, list_response("arvados#credentialList", items, query)
+        c = w.credentials.get(rest[0])
+        if c is None or not readable(c):
+            raise ApiError(404, "Path not found")
+        if len(rest) == 1:
+            return 200, public(c)
+        if rest[1:] != ["secret"]:
+            raise ApiError(404, "Path not found")
+        running = (container_uuid is not None and
+                   w.containers[container_uuid].get("state") == "Running")
+        if not running:
+            raise ApiError(403, "Forbidden: credential secrets are only available to a running container")
+        expires = parse_time(c.get("expires_at"))
+        if expires is not None and expires <= datetime.now(timezone.utc):
+            # The public docs say only "return an error"; the stand-in answers 403.
+            raise ApiError(403, "Forbidden: credential has expired")
+        entry["event"] = {"event_type": "secret_access", "object_uuid": c["uuid"],
+                          "container_uuid": container_uuid, "at": now_rfc3339()}
+        return 200, {"external_id": c.get("external_id", ""), "secret": c.get("secret", "")}
 
     # -- control -------------------------------------------------------------------------------
 
@@ -504,6 +532,25 @@ class Handler(BaseHTTPRequestHandler):
                 record.update({k: v for k, v in body.items() if k != "uuid"})
                 record["modified_at"] = now_rfc3339()
                 return 200, public(record)
+            if parts == ["credentials"] and method == "POST":
+                # A new credential; `secret` is required, `uuid` is generated unless given.
+                if not isinstance(body.get("secret"), str) or not body.get("name"):
+                    raise ApiError(422, "a credential needs a name and a string secret")
+                uuid = body.get("uuid") or "%s-oss07-%s" % (w.cluster_id, secrets.token_hex(8)[:15])
+                if not UUID_RE.match(uuid) or uuid in w.credentials:
+                    raise ApiError(422, "bad or duplicate credential uuid")
+                record = dict(body, uuid=uuid)
+                record.setdefault("description", "")
+                record.setdefault("credential_class", "arv:aws_access_key")
+                record.setdefault("scopes", [])
+                record.setdefault("external_id", "")
+                record.setdefault("expires_at", None)
+                w.credentials[uuid] = w._base(record)
+                return 200, public(w.credentials[uuid])
+            if len(parts) == 2 and parts[0] == "credentials" and method == "DELETE":
+                if w.credentials.pop(parts[1], None) is None:
+                    raise ApiError(404, "no such credential")
+                return 200, {}
             if parts == ["links"] and method == "POST":
                 uuid = body.get("uuid") or "%s-o0j2j-%s" % (w.cluster_id, secrets.token_hex(8)[:15])
                 link = w._base({"uuid": uuid, "link_class": body.get("link_class", "permission"),

@@ -423,7 +423,7 @@ def test_standin_links_filters(standin):
 def test_standin_credential_secret_only_for_running_containers(standin):
     cred = FIXTURE_DATA["credentials"][0]["uuid"]
     status, body = arv_get(standin, "credentials", container_token(ALICE_RUN1))
-    assert status == 200 and [c["uuid"] for c in body["items"]] == [cred], body
+    assert status == 200 and cred in [c["uuid"] for c in body["items"]], body
     assert all("secret" not in c for c in body["items"]), "the list shows a secret"
     status, body = arv_get(standin, f"credentials/{cred}/secret", container_token(ALICE_RUN1))
     assert status == 200 and body["external_id"] == "AKIAEXAMPLELAB" and body["secret"], status
