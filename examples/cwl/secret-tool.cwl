@@ -41,10 +41,18 @@ inputs:
   secrets_dir:
     type: string
     doc: A fresh directory on tmpfs for the rendered config file (unique per run).
+  vault_token_file:
+    type: string?
+    doc: >-
+      Path of a file holding the Vault token (for example on /dev/shm). Use it instead of
+      --preserve-environment VAULT_TOKEN with --cachedir: cwltool puts preserved variables in
+      its cache key and logs that key with --debug.
 baseCommand: [crunch-secrets, run, --argv-templates, --manifest, crunch-secrets.json]
 arguments:
   - prefix: --secrets-dir
     valueFrom: $(inputs.secrets_dir)
+  - prefix: --token-file
+    valueFrom: $(inputs.vault_token_file)
   - valueFrom: "--"
   - valueFrom: python3
   - valueFrom: $(inputs.program.path)

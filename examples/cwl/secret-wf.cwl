@@ -11,6 +11,7 @@ hints:
 inputs:
   db_password: string
   secrets_dir: string
+  vault_token_file: string?
 outputs:
   report:
     type: File
@@ -21,4 +22,5 @@ steps:
     in:
       db_password: db_password
       secrets_dir: secrets_dir
+      vault_token_file: vault_token_file
     out: [report]

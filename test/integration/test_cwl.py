@@ -58,7 +58,7 @@ def cwl_run(bao, world):
     """Runs cwltool on an example with a job file; returns (result, run dir, secrets dir)."""
     runs: list[Path] = []
 
-    def run(cwl: str, reference: str, *extra: str, token: str | None = None):
+    def run(cwl: str, reference: str, *extra: str, token_file: bool = False):
         base = Path(tempfile.mkdtemp(prefix="cs-cwl-", dir="/var/tmp"))
         runs.append(base)
         shm = Path(tempfile.mkdtemp(prefix="cs-cwl-", dir="/dev/shm"))
@@ -68,19 +68,30 @@ def cwl_run(bao, world):
         (bindir / "crunch-secrets").symlink_to(crunch_secrets_bin())
         for d in ("out", "tmp", "tmpout"):
             (base / d).mkdir()
-        job = base / "job.json"
-        job.write_text(json.dumps({"db_password": reference, "secrets_dir": str(shm / "secrets")}))
+        job = {"db_password": reference, "secrets_dir": str(shm / "secrets")}
         env = {
             "PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(base),
             "LANG": "C.UTF-8",
             "VAULT_ADDR": bao.addr,
-            "VAULT_TOKEN": token or world.reader_token,
         }
-        args = [cwltool_bin(), "--debug", "--no-container",
-                "--preserve-environment", "VAULT_ADDR", "--preserve-environment", "VAULT_TOKEN",
+        preserve = ["--preserve-environment", "VAULT_ADDR"]
+        if token_file:
+            # The token on tmpfs, its path in the job: nothing secret in cwltool's cache key.
+            tf = shm / "vault-token"
+            tf.write_text(world.reader_token)
+            tf.chmod(0o600)
+            job["vault_token_file"] = str(tf)
+        else:
+            env["VAULT_TOKEN"] = world.reader_token
+            preserve += ["--preserve-environment", "VAULT_TOKEN"]
+        (base / "job.json").write_text(json.dumps(job))
+        job = base / "job.json"
+        args = [cwltool_bin(), "--debug", "--no-container", *preserve,
                 "--outdir", str(base / "out"), "--tmpdir-prefix", str(base / "tmp") + "/",
-                "--tmp-outdir-prefix", str(base / "tmpout") + "/", *extra,
+                # cwltool refuses --tmp-outdir-prefix with --cachedir (the cache is the outdir).
+                *([] if "--cachedir" in extra else ["--tmp-outdir-prefix", str(base / "tmpout") + "/"]),
+                *extra,
                 str(EXAMPLES / cwl), str(job)]
         proc = subprocess.run(args, env=env, cwd=base, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, timeout=600)
@@ -117,6 +128,7 @@ def check_clean(proc, base: Path, shm: Path) -> None:
     assert files >= 2, f"expected cwltool's files under {base}, found {files}"
     # The program deleted the rendered config; nothing stays in tmpfs either.
     assert not (shm / "secrets").exists(), "the tmpfs secrets directory outlived the tool"
+    (shm / "vault-token").unlink(missing_ok=True)
     # --debug shows cwltool's placeholder, not the reference, for the secret input.
     assert b"(secret-" in proc.stderr, "no cwltool secret placeholder in the --debug output"
 
@@ -131,7 +143,7 @@ def test_tool_gets_vault_secret_on_argv_env_and_config_file(cwl_run, world):
 
 def test_workflow_with_cache(cwl_run, world):
     proc, base, shm = cwl_run("secret-wf.cwl", "${vault:secret/data/app#api_key}",
-                              "--cachedir", "cache")
+                              "--cachedir", "cache", token_file=True)
     check_received(report_of(proc, base), world.values["api_key"])
     check_clean(proc, base, shm)
     assert any((base / "cache").iterdir()), "cwltool wrote no cache"
@@ -141,5 +153,7 @@ def test_a_bad_reference_runs_nothing(cwl_run):
     proc, base, shm = cwl_run("secret-tool.cwl", "${vault:secret/data/no-such#password}")
     assert proc.returncode != 0, "cwltool succeeded with a missing secret"
     assert b"secret/data/no-such" in proc.stderr, "crunch-secrets' error is not in cwltool's log"
-    assert not list((base / "out").iterdir()), "an output was collected from a failed run"
+    # cwltool still collects the (empty) stdout file of the failed step: the program never ran.
+    for f in (base / "out").iterdir():
+        assert f.stat().st_size == 0, f"{f.name}: the program ran although a secret was missing"
     scan_tree(base, "the failed cwltool run directory")
