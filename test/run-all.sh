@@ -26,6 +26,9 @@ BAO_BIN=$(bash test/openbao/build.sh)
 export BAO_BIN
 "$BAO_BIN" version
 
+step "cwltool (PyPI, pinned, cached venv) for the CWL tests"
+bash packaging/install-cwltool.sh
+
 step "crunch-secrets (meson, $build)"
 if [[ ! -f $build/build.ninja ]]; then
   # shellcheck disable=SC2086
