@@ -1,0 +1,178 @@
+#include "crunchsecrets/arvados/curl_transport.hpp"
+
+#include "crunchsecrets/core/error.hpp"
+#include "cs_version.h"
+
+#include <algorithm>
+#include <cstring>
+#include <curl/curl.h>
+#include <fmt/format.h>
+#include <mutex>
+
+namespace cs::arvados {
+
+namespace {
+
+void global_init() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+// Wipes header strings (one carries the token) before freeing them.
+void free_headers(curl_slist* list) {
+  for (curl_slist* p = list; p != nullptr; p = p->next) {
+    if (p->data != nullptr) {
+      util::wipe(p->data, std::strlen(p->data));
+    }
+  }
+  curl_slist_free_all(list);
+}
+
+size_t on_body(char* data, size_t size, size_t nmemb, void* user) {
+  auto* out = static_cast<util::SecureString*>(user);
+  const size_t n = size * nmemb;
+  if (out->size() + n > 32 * 1024 * 1024) {
+    return 0; // refuse absurd answers; curl reports a write error
+  }
+  out->append(data, n);
+  return n;
+}
+
+} // namespace
+
+struct CurlTransport::Impl {
+  Config config;
+  CURLM* multi = nullptr;
+  std::size_t sent = 0;
+};
+
+CurlTransport::CurlTransport(const Config& config) : m_impl(std::make_unique<Impl>()) {
+  global_init();
+  m_impl->config = config;
+  m_impl->multi = curl_multi_init();
+  if (m_impl->multi == nullptr) {
+    throw core::Error(core::ExitCode::internal, "cannot initialise libcurl");
+  }
+  curl_multi_setopt(m_impl->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+  curl_multi_setopt(m_impl->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
+}
+
+CurlTransport::~CurlTransport() {
+  if (m_impl->multi != nullptr) {
+    curl_multi_cleanup(m_impl->multi);
+  }
+}
+
+std::size_t CurlTransport::requests_sent() const {
+  return m_impl->sent;
+}
+
+std::vector<Response> CurlTransport::get_all(const std::vector<std::string>& paths,
+                                             const util::Secret& token,
+                                             Clock::time_point deadline) {
+  struct Transfer {
+    CURL* easy = nullptr;
+    curl_slist* headers = nullptr;
+    char errbuf[CURL_ERROR_SIZE] = {};
+    std::string url;
+  };
+  std::vector<Response> responses(paths.size());
+  std::vector<Transfer> transfers(paths.size());
+  const long remaining_ms = std::max<long>(
+      1,
+      static_cast<long>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count()));
+  const long timeout_ms =
+      std::min<long>(remaining_ms, static_cast<long>(m_impl->config.client_timeout.count()));
+  const std::string user_agent = fmt::format("crunch-secrets/{}", CS_VERSION);
+
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    Transfer& t = transfers[i];
+    t.easy = curl_easy_init();
+    if (t.easy == nullptr) {
+      responses[i].transport_error = "cannot create a libcurl handle";
+      continue;
+    }
+    t.url = fmt::format("{}/arvados/v1/{}", m_impl->config.base_url, paths[i]);
+    curl_easy_setopt(t.easy, CURLOPT_URL, t.url.c_str());
+    // Arvados is always spoken over https; never follow a redirect elsewhere.
+    curl_easy_setopt(t.easy, CURLOPT_PROTOCOLS_STR, "https");
+    curl_easy_setopt(t.easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(t.easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(t.easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(t.easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(t.easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(t.easy, CURLOPT_PIPEWAIT, 1L);
+    curl_easy_setopt(t.easy, CURLOPT_USERAGENT, user_agent.c_str());
+    curl_easy_setopt(t.easy, CURLOPT_ERRORBUFFER, t.errbuf);
+    curl_easy_setopt(t.easy, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(t.easy, CURLOPT_WRITEDATA, &responses[i].body);
+    if (!m_impl->config.ca_file.empty()) {
+      curl_easy_setopt(t.easy, CURLOPT_CAINFO, m_impl->config.ca_file.c_str());
+    }
+    if (m_impl->config.insecure) {
+      curl_easy_setopt(t.easy, CURLOPT_SSL_VERIFYPEER, 0L);
+      curl_easy_setopt(t.easy, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    util::SecureString h = "Authorization: Bearer ";
+    h.append(token.reveal().data(), token.size());
+    t.headers = curl_slist_append(t.headers, h.c_str());
+    util::wipe_string(h);
+    t.headers = curl_slist_append(t.headers, "Accept: application/json");
+    curl_easy_setopt(t.easy, CURLOPT_HTTPHEADER, t.headers);
+    curl_easy_setopt(t.easy, CURLOPT_PRIVATE, reinterpret_cast<char*>(i));
+    curl_multi_add_handle(m_impl->multi, t.easy);
+    ++m_impl->sent;
+  }
+
+  int running = 0;
+  do {
+    if (curl_multi_perform(m_impl->multi, &running) != CURLM_OK) {
+      break;
+    }
+    int msgs = 0;
+    while (CURLMsg* msg = curl_multi_info_read(m_impl->multi, &msgs)) {
+      if (msg->msg != CURLMSG_DONE) {
+        continue;
+      }
+      char* priv = nullptr;
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+      const auto i = reinterpret_cast<std::size_t>(priv);
+      if (msg->data.result == CURLE_OK) {
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &responses[i].status);
+        continue;
+      }
+      responses[i].status = 0;
+      responses[i].transport_error = transfers[i].errbuf[0] != '\0'
+                                         ? transfers[i].errbuf
+                                         : curl_easy_strerror(msg->data.result);
+      switch (msg->data.result) {
+      case CURLE_SSL_CACERT_BADFILE:
+      case CURLE_SSL_CERTPROBLEM:
+      case CURLE_PEER_FAILED_VERIFICATION:
+      case CURLE_SSL_ISSUER_ERROR:
+      case CURLE_URL_MALFORMAT:
+      case CURLE_UNSUPPORTED_PROTOCOL:
+        responses[i].permanent = true;
+        break;
+      default:
+        break;
+      }
+      util::wipe_string(responses[i].body);
+    }
+    if (running > 0) {
+      curl_multi_poll(m_impl->multi, nullptr, 0, 200, nullptr);
+    }
+  } while (running > 0);
+
+  for (auto& t : transfers) {
+    if (t.easy != nullptr) {
+      curl_multi_remove_handle(m_impl->multi, t.easy);
+      curl_easy_cleanup(t.easy);
+    }
+    free_headers(t.headers);
+  }
+  return responses;
+}
+
+} // namespace cs::arvados
