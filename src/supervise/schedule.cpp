@@ -45,10 +45,11 @@ Step next_step(const LeaseState& lease, Clock::time_point now, const SchedulePol
   retry = std::max(retry, std::min(planned, expiry));
   const auto last_chance = expiry - std::min<Millis>(policy.min_interval, lifetime / 10);
   if (retry > last_chance) {
-    retry = std::max(now, last_chance);
-  }
-  if (retry >= expiry) {
-    return Step{StepKind::expired, expiry};
+    if (lease.last_failure >= last_chance) {
+      // The last attempt before expiry failed too: nothing keeps these credentials alive.
+      return Step{StepKind::expired, expiry};
+    }
+    retry = last_chance; // one more attempt just before expiry
   }
   return Step{kind, retry};
 }

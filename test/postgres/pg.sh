@@ -18,6 +18,11 @@ log() { printf 'pg.sh: %s\n' "$*" >&2; }
 bindir=/usr/lib/postgresql/15/bin
 
 install() {
+  # pg8000 (pure Python, PyPI) is the driver the supervise tests' database child uses.
+  if ! python3 -c 'import pg8000' 2>/dev/null; then
+    log "pip install pg8000"
+    python3 -m pip install -q pg8000 >&2
+  fi
   if [[ -x $bindir/initdb && -x $bindir/pg_ctl && -x /usr/bin/psql ]]; then
     return
   fi

@@ -71,18 +71,23 @@ TEST_CASE("failures back off, but the last attempt is before expiry") {
   auto step = next_step(lease, now, p);
   CHECK(step.kind == StepKind::renew);
   CHECK(step.at == now + 500ms);
-  for (int i = 0; i < 5; ++i) {
+  for (int i = 0; i < 4; ++i) {
     now = step.at;
     lease = after_failure(lease, now, false);
     step = next_step(lease, now, p);
     REQUIRE(step.kind == StepKind::renew);
-    CHECK(step.at >= now);
+    CHECK(step.at > now);
     CHECK(step.at < lease.expires());
   }
-  // 500 ms doubled five times: 16 s would pass the expiry, so the retry is pulled in before it.
-  CHECK(step.at <= t0 + 30s - 250ms);
-  now = t0 + 30s;
-  CHECK(next_step(lease, now, p).kind == StepKind::expired);
+  // The fifth backoff (8 s) would pass the expiry, so the retry is pulled in just before it.
+  CHECK(step.at == t0 + 30s - 250ms);
+  // When that last attempt fails as well, nothing is left to try before expiry.
+  now = step.at;
+  lease = after_failure(lease, now, false);
+  step = next_step(lease, now, p);
+  CHECK(step.kind == StepKind::expired);
+  CHECK(step.at == t0 + 30s);
+  CHECK(next_step(lease, t0 + 30s, p).kind == StepKind::expired);
 }
 
 TEST_CASE("backoff doubles up to the cap") {
