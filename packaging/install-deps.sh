@@ -7,7 +7,7 @@ log() { printf 'install-deps: %s\n' "$*" >&2; }
 
 debs=(
   meson ninja-build ccache g++ gcc pkg-config
-  libcurl4-openssl-dev libyaml-cpp-dev nlohmann-json3-dev libfmt-dev doctest-dev libcli11-dev
+  libcurl4-openssl-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libfmt-dev doctest-dev libcli11-dev
   clang-format python3 python3-yaml python3-pytest curl ca-certificates openssl
 )
 missing=()

@@ -35,11 +35,12 @@ if [[ ! -f $build/build.ninja ]]; then
   meson setup "$build" -Dtests=true ${MESON_ARGS:-}
 fi
 ninja -C "$build"
-export CRUNCH_SECRETS_BIN=$repo/$build/crunch-secrets PROBE_BIN=$repo/$build/test/probe/probe
+export CRUNCH_SECRETS_BIN=$repo/$build/crunch-secrets PROBE_BIN=$repo/$build/test/probe/probe ARVADOS_FETCH_BIN=$repo/$build/arvados-fetch
 
 step "C++ unit tests (doctest)"
 "$build/test/unit/unit-tests" || failed+=("unit tests")
 "$build/unit-tests-supervise" || failed+=("supervise unit tests")
+"$build/unit-tests-arvados" || failed+=("arvados unit tests")
 
 if [[ ${RUN_GO_TESTS:-1} == 1 ]]; then
   step "vault-plugin-auth-arvados: go vet, go test"
