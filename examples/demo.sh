@@ -25,7 +25,7 @@ cs=$repo/$build/crunch-secrets
 work=$(mktemp -d)
 mkdir -p "$work/plugins"
 if [[ -x examples/demo-arvados.sh ]]; then
-  (cd vault-plugin-auth-arvados && go build -trimpath -o "$work/plugins/vault-plugin-auth-arvados" .)
+  bash vault-plugin-auth-arvados/build.sh "$work/plugins/vault-plugin-auth-arvados"
 fi
 ls -l "$cs" | awk '{print "  crunch-secrets binary:", $5, "bytes"}'
 

@@ -53,7 +53,7 @@ fi
 step "plugin binary for the end-to-end tests"
 plugin_dir=$repo/$build/plugins
 mkdir -p "$plugin_dir"
-(cd vault-plugin-auth-arvados && go build -trimpath -o "$plugin_dir/vault-plugin-auth-arvados" .)
+bash vault-plugin-auth-arvados/build.sh "$plugin_dir/vault-plugin-auth-arvados"
 export ARVADOS_PLUGIN_BIN=$plugin_dir/vault-plugin-auth-arvados
 
 step "integration tests (pytest, real OpenBao)"

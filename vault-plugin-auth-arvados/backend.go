@@ -1,8 +1,8 @@
-// Command vault-plugin-auth-arvados is an OpenBao/Vault auth method that lets an Arvados container (or user)
+// Package arvadosauth is an OpenBao/Vault auth method that lets an Arvados container (or user)
 // log in with its own Arvados API token. Vault asks the Arvados API who the token belongs to,
 // checks the role's bindings against that answer, and issues a token whose policies never exceed
 // the ceiling the Vault admin configured.
-package main
+package arvadosauth
 
 import (
 	"context"
