@@ -33,7 +33,8 @@ fi
 
 # Go >= 1.24.6 builds OpenBao and the plugin. Debian 12's golang is 1.19, too old and without
 # GOTOOLCHAIN; the Go module proxy serves official toolchains as the module
-# golang.org/toolchain, so fetch one from there when no new-enough `go` is on PATH.
+# golang.org/toolchain, so fetch one from there (checked against a pinned SHA-256) when no
+# new-enough `go` is on PATH.
 go_ok() {
   local v
   v=$("$1" env GOVERSION 2>/dev/null) || return 1
@@ -43,20 +44,6 @@ go_ok() {
 go_bin=$(command -v go || true)
 [[ -z $go_bin && -x /usr/local/go/bin/go ]] && go_bin=/usr/local/go/bin/go
 if [[ -z $go_bin ]] || ! GOTOOLCHAIN=local go_ok "$go_bin"; then
-  tc=go1.25.8
-  dest=${XDG_CACHE_HOME:-$HOME/.cache}/crunch-secrets/toolchain/$tc
-  if [[ ! -x $dest/bin/go ]]; then
-    proxy=${GOPROXY:-https://proxy.golang.org}
-    proxy=${proxy%%,*}
-    log "fetching the Go toolchain $tc from the Go module proxy"
-    tmp=$(mktemp -d)
-    curl -fsSL "$proxy/golang.org/toolchain/@v/v0.0.1-$tc.linux-amd64.zip" -o "$tmp/go.zip"
-    python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$tmp/go.zip" "$tmp"
-    mkdir -p "$(dirname "$dest")"
-    rm -rf "$dest"
-    mv "$tmp/golang.org/toolchain@v0.0.1-$tc.linux-amd64" "$dest"
-    chmod +x "$dest"/bin/* "$dest"/pkg/tool/*/* 2>/dev/null || true
-    rm -rf "$tmp"
-  fi
-  log "use $dest/bin/go (the scripts add it to PATH)"
+  bash "$(dirname "${BASH_SOURCE[0]}")/fetch-go-toolchain.sh"
+  log "use ${XDG_CACHE_HOME:-$HOME/.cache}/crunch-secrets/toolchain/go1.25.8/bin/go (the scripts add it to PATH)"
 fi

@@ -4,7 +4,8 @@
 # This is the test command README.md gives; .ci/run calls it.
 #
 # Environment: BUILD_DIR (default build), MESON_ARGS (extra `meson setup` arguments),
-# PYTEST_ARGS (extra pytest arguments), RUN_GO_TESTS=0 (skip the plugin's Go tests).
+# PYTEST_ARGS (extra pytest arguments), RUN_GO_TESTS=0 (skip the plugin's Go tests),
+# RUN_NETWORK_TESTS=1 (also the tests that download from the Go module proxy; .ci/run sets it).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
