@@ -54,8 +54,9 @@ func newBackend() *backend {
 			[]*framework.Path{pathConfig(b), pathLogin(b)},
 			pathRole(b),
 		),
-		AuthRenew:  b.pathLoginRenew,
-		Invalidate: b.invalidate,
+		AuthRenew:      b.pathLoginRenew,
+		Invalidate:     b.invalidate,
+		RunningVersion: pluginVersion,
 	}
 	return b
 }

@@ -3,6 +3,7 @@ package arvadosauth
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"testing"
 	"time"
 
@@ -67,5 +68,25 @@ func TestLookupCache(t *testing.T) {
 	}
 	if len(c.entries) > maxCacheEntries {
 		t.Fatalf("cache grew to %d", len(c.entries))
+	}
+}
+
+// semverPattern is Semantic Versioning 2.0 with the leading "v" OpenBao's catalog uses.
+var semverPattern = regexp.MustCompile(`^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)` +
+	`(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$`)
+
+func TestRunningVersion(t *testing.T) {
+	tb := newTestBackend(t)
+	v := tb.b.PluginVersion().Version
+	if v == "" || v != Version() {
+		t.Fatalf("the backend reports version %q, the package %q", v, Version())
+	}
+	// Without -ldflags (as `go test` builds it) the default is reported, and it must be a version
+	// OpenBao accepts when it registers the binary.
+	if v != "v0.0.0-dev" {
+		t.Fatalf("default version %q", v)
+	}
+	if !semverPattern.MatchString(v) {
+		t.Fatalf("version %q is not a semantic version with a leading v", v)
 	}
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import harness
-from harness import CANARIES, REPO_ROOT, BaoServer, Runner, fail, http_json
+from harness import CANARIES, REPO_ROOT, BaoServer, Runner, bao_bin, fail, http_json
 
 PLUGIN_NAME = "vault-plugin-auth-arvados"
 STANDIN = REPO_ROOT / "test" / "arvados-standin" / "standin.py"
@@ -297,6 +298,33 @@ def test_group_alias_maps_to_an_external_group(arv):
     status, resp = login(arv, "other", container_token(BOB_RUN))
     assert status == 200, errors_of(resp)
     assert not resp["auth"].get("identity_policies"), resp["auth"].get("identity_policies")
+
+
+def project_version() -> str:
+    """The version build.sh stamps into the plugin: the project's, from meson.build, with a v."""
+    m = re.search(r"^\s*version\s*:\s*'([^']+)'", (REPO_ROOT / "meson.build").read_text(), re.M)
+    assert m, "meson.build declares no project version"
+    return "v" + m.group(1)
+
+
+def test_plugin_reports_its_version(arv):
+    """The plugin's self-reported version is what OpenBao records at registration and shows for
+    the mount (sys/auth and `bao auth list -detailed`)."""
+    want = project_version()
+    entry = arv.api("GET", "sys/auth")["arvados/"]
+    assert entry["running_plugin_version"] == want, f"running_plugin_version {entry.get('running_plugin_version')!r}, want {want}"
+    assert entry["plugin_version"] == want, f"plugin_version {entry.get('plugin_version')!r}, want {want}"
+    catalog = arv.api("GET", f"sys/plugins/catalog/auth/{PLUGIN_NAME}")["data"]
+    assert catalog["version"] == want, f"catalog version {catalog.get('version')!r}, want {want}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+    env.update(BAO_ADDR=arv.addr, BAO_TOKEN=arv.root_token, HOME=str(arv.workdir))
+    proc = subprocess.run([str(bao_bin()), "auth", "list", "-detailed"], env=env, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    out = proc.stdout.decode(errors="replace")
+    CANARIES.check(out, "bao auth list -detailed")
+    assert proc.returncode == 0, out
+    lines = [line for line in out.splitlines() if line.startswith("arvados/ ")]
+    assert len(lines) == 1 and want in lines[0].split(), f"no {want} in the arvados/ row: {out}"
 
 
 def test_role_write_above_the_ceiling_is_refused(arv):
