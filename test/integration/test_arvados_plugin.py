@@ -402,11 +402,15 @@ def test_login_fails_closed_when_arvados_is_down(arv, acs):
         assert status == 502, (status, errors_of(resp))
         assert f"cannot reach Arvados API at {down.url}" in errors_of(resp), errors_of(resp)
 
-        r = acs.run(["run", "--no-manifest", "--wait", "2s", "--auth", "arvados", "--arvados-mount", "arvados-down",
+        # The plugin answers 502, which crunch-secrets retries, then gives up (exit 69) naming the
+        # cause. The retries are bounded by count (VAULT_MAX_RETRIES), not by a short --wait: the
+        # last attempt before a --wait deadline gets only the milliseconds left, and on a loaded
+        # machine it times out before the plugin's answer, which would then be reported instead.
+        r = acs.run(["run", "--no-manifest", "--wait", "60s", "--auth", "arvados", "--arvados-mount", "arvados-down",
                      "--arvados-role", "lab", "--", "{probe}"],
-                    {"X": "vault:secret/data/lab/db#password", "ARVADOS_API_TOKEN": container_token(ALICE_RUN1)},
+                    {"X": "vault:secret/data/lab/db#password", "ARVADOS_API_TOKEN": container_token(ALICE_RUN1),
+                     "VAULT_MAX_RETRIES": "2"},
                     token=None)
-        # The plugin answers 502, which crunch-secrets retries until --wait runs out (exit 69).
         assert r.code == 69, r.describe()
         assert "cannot reach Arvados API" in r.err, r.describe()
         assert r.report is None, "the command ran although Arvados was unreachable"
