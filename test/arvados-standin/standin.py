@@ -27,6 +27,8 @@ Tests change the world while it runs through a control API, answered only to loo
     POST   /_control/credentials/{uuid}  {"expires_at": "2020-01-01T00:00:00Z"}  (any fields)
     DELETE /_control/credentials/{uuid}
     POST   /_control/outage              {"status": 503}  (0 ends it; API calls get that status)
+    POST   /_control/delay               {"ms": 20}  (every API answer waits that long; 0 ends it)
+    GET    /_control/counters            API requests so far per endpoint: {"GET /arvados/v1/users/{uuid}": 3}
     POST   /_control/reset               reload the fixtures
     GET    /_control/log                 requests so far: method, path, token uuid, status
     POST   /_control/shutdown            stop serving and exit
@@ -35,7 +37,7 @@ Standard library only. Nothing it logs or answers contains a token secret; crede
 are answered only by credentials/{uuid}/secret.
 
 Usage: standin.py --fixtures F [--host 127.0.0.1] [--port 0] [--port-file P]
-                  [--tls-cert C --tls-key K] [--verbose]
+                  [--tls-cert C --tls-key K] [--delay-ms MS] [--verbose]
 """
 
 import argparse
@@ -45,6 +47,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import ssl
 import sys
 import threading
@@ -100,6 +103,8 @@ class World:
         self.lock = threading.RLock()
         self.log = []
         self.outage = 0
+        # Like a real API server's latency; a delay survives /_control/reset.
+        self.delay_ms = 0
         self.load()
 
     def load(self):
@@ -286,6 +291,12 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- plumbing ------------------------------------------------------------------------------
 
+    def setup(self):
+        super().setup()
+        # http.server writes headers and body separately: without TCP_NODELAY, Nagle's algorithm
+        # and the client's delayed ACK hold every answer back by ~40 ms on loopback.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, fmt, *args):  # noqa: N802 (http.server API)
         if self.verbose:
             # Only the request line's path, never headers; paths carry no secrets.
@@ -329,6 +340,9 @@ class Handler(BaseHTTPRequestHandler):
                 status, body = self.control(method, path, query)
                 entry = None
             else:
+                if self.world.delay_ms:
+                    # Outside the lock, so concurrent requests wait in parallel as on a server.
+                    time.sleep(self.world.delay_ms / 1000)
                 with self.world.lock:
                     if self.world.outage:
                         raise ApiError(self.world.outage, "stand-in outage")
@@ -518,6 +532,16 @@ class Handler(BaseHTTPRequestHandler):
             if parts == ["outage"] and method == "POST":
                 w.outage = int(body.get("status", 0))
                 return 200, {"status": w.outage}
+            if parts == ["delay"] and method == "POST":
+                w.delay_ms = max(0, int(body.get("ms", 0)))
+                return 200, {"ms": w.delay_ms}
+            if parts == ["counters"] and method == "GET":
+                counts = {}
+                for e in w.log:
+                    key = e["method"] + " " + "/".join(
+                        "{uuid}" if UUID_RE.match(p) else p for p in e["path"].split("/"))
+                    counts[key] = counts.get(key, 0) + 1
+                return 200, counts
             if parts == ["shutdown"] and method == "POST":
                 # handle_any stops the server once this answer is written.
                 self.shutdown_after_reply = True
@@ -574,12 +598,15 @@ def main(argv=None):
     ap.add_argument("--port-file", help="write the port here once listening")
     ap.add_argument("--tls-cert", help="PEM certificate (chain) to serve HTTPS with")
     ap.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    ap.add_argument("--delay-ms", type=int, default=0,
+                    help="delay every API answer this long, like a real server (default 0)")
     ap.add_argument("--verbose", action="store_true", help="log request lines to stderr")
     args = ap.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         ap.error("--tls-cert and --tls-key go together")
 
     Handler.world = World(args.fixtures)
+    Handler.world.delay_ms = max(0, args.delay_ms)
     Handler.verbose = args.verbose
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
