@@ -220,8 +220,8 @@ def write_markdown(result: dict, path: Path) -> None:
         out.append(
             f"| {r['cache_ttl']} | {r['ok']} / {r['failures']} | {t['p50']:.0f} / {t['p99']:.0f} / "
             f"{t['max']:.0f} ms | {r['wall_s']:.1f} s | {r['arvados_calls_per_login']:.2f} "
-            f"| {r['logins']} / {r['reads']} | {r['cpu_s']['openbao']:.1f} / {r['cpu_s']['standin']:.1f} / "
-            f"{r['cpu_s']['crunch_secrets']:.1f} s |")
+            f"| {r['logins']} / {r['reads']} | {r['cpu_s']['openbao']:.2f} / {r['cpu_s']['standin']:.2f} / "
+            f"{r['cpu_s']['crunch_secrets']:.2f} s |")
     out += ["", "Arvados API calls by endpoint (all logins of the round):", ""]
     for r in result["rounds"]:
         calls = ", ".join(f"`{k}` {v}" for k, v in r["arvados_calls"].items())
@@ -290,7 +290,7 @@ def main() -> int:
             t = r["time_to_exec_ms"] or {}
             log(f"load: cache_ttl {label}: {r['ok']} ok, {r['failures']} failed, p50 {t.get('p50', 0):.0f} ms, "
                 f"p99 {t.get('p99', 0):.0f} ms, {r['arvados_calls_per_login']:.2f} Arvados calls per login, "
-                f"CPU OpenBao {r['cpu_s']['openbao']:.1f} s, stand-in {r['cpu_s']['standin']:.1f} s")
+                f"CPU OpenBao {r['cpu_s']['openbao']:.1f} s, stand-in {r['cpu_s']['standin']:.2f} s")
         version = subprocess.run([args.bao, "version"], capture_output=True, text=True).stdout.split()
         result = {
             "meta": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": args.quick,
