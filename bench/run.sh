@@ -67,7 +67,7 @@ for c in stamp launch; do
 done
 log "vault-plugin-auth-arvados (build-release/plugins)"
 mkdir -p build-release/plugins
-(cd vault-plugin-auth-arvados && GOSUMDB=off go build -trimpath -o ../build-release/plugins/vault-plugin-auth-arvados .)
+bash vault-plugin-auth-arvados/build.sh build-release/plugins/vault-plugin-auth-arvados
 
 mkdir -p "$cache/bin"
 venv=$cache/venv
