@@ -6,7 +6,21 @@
 # Environment: BUILD_DIR (default build), MESON_ARGS (extra `meson setup` arguments),
 # PYTEST_ARGS (extra pytest arguments), RUN_GO_TESTS=0 (skip the plugin's Go tests),
 # RUN_NETWORK_TESTS=1 (also the tests that download from the Go module proxy; .ci/run sets it).
+#
+# Options: --ha also runs the HA suite (test/integration/test_ha.py: a real 3-node OpenBao Raft
+# cluster, non-dev mode, with failover, sealing and unsealing while crunch-secrets runs).
 set -euo pipefail
+
+ha=0
+for arg in "$@"; do
+  case $arg in
+  --ha) ha=1 ;;
+  *)
+    echo "usage: bash test/run-all.sh [--ha]" >&2
+    exit 64
+    ;;
+  esac
+done
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -60,6 +74,14 @@ export ARVADOS_PLUGIN_BIN=$plugin_dir/vault-plugin-auth-arvados
 step "integration tests (pytest, real OpenBao)"
 # shellcheck disable=SC2086
 python3 -m pytest test/integration ${PYTEST_ARGS:-} || failed+=("integration tests")
+
+if ((ha)); then
+  step "HA: 3-node OpenBao Raft cluster (pytest, CS_HA=1)"
+  ha_start=$(date +%s)
+  # shellcheck disable=SC2086
+  CS_HA=1 python3 -m pytest -s test/integration/test_ha.py ${PYTEST_ARGS:-} || failed+=("HA tests")
+  echo "HA suite took $(($(date +%s) - ha_start))s"
+fi
 
 if ((${#failed[@]})); then
   printf '\nFAILED: %s\n' "${failed[*]}"

@@ -3,6 +3,7 @@ for crunch-secrets, and a leak scan of every server log after every test."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -85,6 +86,7 @@ def _scan_server_logs():
 def pytest_configure(config):
     config.addinivalue_line("markers", "offline: the test needs no OpenBao server")
     config.addinivalue_line("markers", "slow: the test waits for deadlines (seconds)")
+    config.addinivalue_line("markers", "ha: needs the 3-node Raft cluster (CS_HA=1, run-all.sh --ha)")
 
 
 @pytest.fixture(scope="session")
@@ -95,3 +97,15 @@ def postgres():
     server = PostgresServer().start()
     yield server
     server.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The HA cluster tests run only with CS_HA=1 (`bash test/run-all.sh --ha`): they are
+    deselected, not skipped, otherwise."""
+    if os.environ.get("CS_HA") == "1":
+        return
+    keep = [i for i in items if "ha" not in i.keywords]
+    dropped = [i for i in items if "ha" in i.keywords]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
