@@ -24,8 +24,16 @@ void must_be_one_line(const cs::core::Error& e) {
 cs::util::SecretJson data_of(std::string_view text) {
   auto j = cs::util::SecretJson::parse(text.begin(), text.end(), nullptr, false);
   if (j.is_discarded()) {
+    // A string from a parsed response is always valid UTF-8 (the parser checks it), so the
+    // raw text is wrapped with its non-ASCII bytes replaced.
+    cs::util::SecureString value(text.data(), text.size());
+    for (char& c : value) {
+      if (static_cast<unsigned char>(c) >= 0x80) {
+        c = '?';
+      }
+    }
     j = cs::util::SecretJson::object();
-    j["key"] = cs::util::SecureString(text.data(), text.size());
+    j["key"] = std::move(value);
   } else if (!j.is_object()) {
     cs::util::SecretJson wrapped = cs::util::SecretJson::object();
     wrapped["key"] = std::move(j);

@@ -38,7 +38,7 @@ class Action:
       "truncate"       forward, then send only the first half of the body with a matching length
       "garbage"        answer 200 with `body` (not JSON) as a complete response
       "oversized"      answer 200 with a valid-looking body of `size` bytes
-      "deep"           answer 200 with a JSON body nested `size` levels deep
+      "deep"           answer 200 with `data.password` nested `size` arrays deep
     """
 
     kind: str = "forward"
@@ -56,15 +56,16 @@ FORWARD = Action()
 
 class FaultProxy:
     def __init__(self, upstream_host: str, upstream_port: int,
-                 decide: Callable[[int, str, str], Action] | None = None):
+                 decide: Callable[[int, str, str], Action] | None = None, port: int = 0):
         self.upstream = (upstream_host, upstream_port)
         self.decide = decide or (lambda n, m, p: FORWARD)
+        self.injected = 0  # requests answered with anything but a plain forward
         self.requests: list[dict] = []
         self.connections = 0
         self.lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", port))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.closed = False
@@ -165,6 +166,9 @@ class FaultProxy:
                     self.requests.append({"method": method, "path": path, "headers": sorted(headers),
                                           "time": time.monotonic()})
                 action = self.decide(n, method, path)
+                if action.kind != "forward":
+                    with self.lock:
+                        self.injected += 1
                 if not self._act(conn, action, method, path, headers, body):
                     return
         except OSError:
@@ -206,7 +210,7 @@ class FaultProxy:
                 left -= k
             return True
         if a.kind == "deep":
-            data = b'{"data":{"key":' + b"[" * a.size + b"]" * a.size + b"}}"
+            data = b'{"data":{"password":' + b"[" * a.size + b"]" * a.size + b"}}"
             conn.sendall(self._head(200, len(data)) + data)
             return True
         status, reason, data = self._forward(method, path, headers, body)

@@ -153,8 +153,16 @@ class RaftCluster:
             self.wait_for(lambda n=n: self._try_unseal(n), f"{n.name} unsealed", 60)
         for n in self.nodes[1:]:
             self.wait_for(lambda n=n: n.health() == 429, f"{n.name} standby", 90)
+        # Autopilot promotes a joined node to a voter only after it has been stable for a while;
+        # until all three vote, losing the leader would leave no quorum.
+        self.wait_for(self._all_voters, "three Raft voters", 120)
         self.timings["start"] = time.monotonic() - t0
         return self
+
+    def _all_voters(self) -> bool:
+        resp = self.nodes[0].api("GET", "sys/storage/raft/configuration")
+        servers = resp["data"]["config"]["servers"]
+        return len(servers) == len(self.nodes) and all(s.get("voter") for s in servers)
 
     def _join(self, n: RaftNode) -> bool:
         status, resp = http_json("PUT", n.addr + "/v1/sys/storage/raft/join",

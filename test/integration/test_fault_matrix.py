@@ -63,9 +63,10 @@ def assert_success(r, world) -> None:
 def assert_clean_failure(r, codes: tuple[int, ...], wait: float) -> None:
     assert r.code in codes, f"expected exit {codes}: " + r.describe()
     assert r.report is None, "the command ran after a failure"
+    # One line per failed read (README, "Logging"): each is a complete error line.
     lines = [ln for ln in r.err.splitlines() if ln.strip()]
-    assert len(lines) == 1, f"expected one error line, got {len(lines)}: " + r.describe()
-    assert lines[0].startswith("crunch-secrets: error: "), r.describe()
+    assert 1 <= len(lines) <= 3, f"expected one error line per read, got {len(lines)}: " + r.describe()
+    assert all(ln.startswith("crunch-secrets: error: ") for ln in lines), r.describe()
     assert r.elapsed < wait + CLIENT_TIMEOUT + 3, f"took {r.elapsed:.1f}s with --wait {wait}s"
     left = [p for p in r.secrets_dir.rglob("*") if not p.is_dir()] if r.secrets_dir.exists() else []
     assert left == [], f"files left behind: {[str(p) for p in left]}"
@@ -93,14 +94,14 @@ RECOVERS = {
 def test_recovers(cs, bao, world, name):
     r, proxy = run_through(cs, bao, RECOVERS[name])
     assert_success(r, world)
-    assert len(proxy.paths()) > 2, "the fault was never injected"
+    assert proxy.injected > 0, "the fault was never injected"
 
 
 FAILS = {
     "truncated JSON": (lambda n, m, p: Action("truncate") if first_read(n, m, p) else Action(), (76,)),
     "garbage body": (lambda n, m, p: Action("garbage") if first_read(n, m, p) else Action(), (76,)),
     "oversized body": (lambda n, m, p: Action("oversized", size=40 * 1024 * 1024) if first_read(n, m, p) else Action(), (76,)),
-    "deeply nested JSON": (lambda n, m, p: Action("deep", size=200_000) if first_read(n, m, p) else Action(), (76,)),
+    "deeply nested JSON": (lambda n, m, p: Action("deep", size=1_000_000) if first_read(n, m, p) else Action(), (76,)),
     "503 until the deadline": (lambda n, m, p: Action("status", 503), (69,)),
     "429 until the deadline": (lambda n, m, p: Action("status", 429, headers={"Retry-After": "1"}), (69,)),
     "reset mid-body always": (lambda n, m, p: Action("reset_mid_body"), (69,)),
@@ -110,7 +111,12 @@ FAILS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(FAILS))
+OPEN_DEFECTS = {"oversized body": "issue 7, defect 6: retried as unavailable",
+                "deeply nested JSON": "issue 7, defect 7: stack overflow"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=OPEN_DEFECTS[n]))
+                                  if n in OPEN_DEFECTS else n for n in sorted(FAILS)])
 def test_fails_cleanly(cs, bao, name):
     decide, codes = FAILS[name]
     r, proxy = run_through(cs, bao, decide, wait=WAIT)

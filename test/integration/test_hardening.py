@@ -7,16 +7,24 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pytest
 import yaml
 
 from faultproxy import Action, FaultProxy
 from harness import CANARIES, closed_port, crunch_secrets_bin, probe_bin
 
 RUN = ["run", "--", "{probe}"]
+
+
+def open_defect(n: int, what: str):
+    """Marks a test that reproduces an open defect of issue 7: it must fail (strict xfail) until
+    the fix lands with the marker removed."""
+    return pytest.mark.xfail(strict=True, reason=f"issue 7, defect {n}: {what}")
 
 
 def write_manifest(d: Path, doc: dict, name: str = "m.yml") -> Path:
@@ -57,6 +65,7 @@ def entries(d: Path) -> list[str]:
 # 1. One address validation for every source.
 
 
+@open_defect(1, "--vault-addr is not validated")
 def test_d1_vault_addr_flag_without_scheme_refused(cs, bao, world):
     hostport = bao.addr.removeprefix("http://")
     r = cs.run(["run", "--vault-addr", hostport, "--", "{probe}"],
@@ -66,6 +75,7 @@ def test_d1_vault_addr_flag_without_scheme_refused(cs, bao, world):
     assert "--vault-addr" in r.err, r.describe()
 
 
+@open_defect(1, "--vault-addr is not validated")
 def test_d1_vault_addr_flag_other_scheme_refused(cs, bao):
     hostport = bao.addr.removeprefix("http://")
     r = cs.run(["run", "--vault-addr", "ftp://" + hostport, "--", "{probe}"],
@@ -90,10 +100,10 @@ TOKEN_REFS = [
     "vault:sys/wrapping/lookup#token",
     "vault:auth/approle/login#client_token",
     "vault:auth/token/create#client_token",
-    "vault:cubbyhole/x#y",
 ]
 
 
+@open_defect(2, "token-bearing paths are read")
 def test_d2_references_that_return_tokens_refused(cs, bao):
     for ref in TOKEN_REFS:
         r = cs.run(RUN, {"X": ref})
@@ -102,10 +112,11 @@ def test_d2_references_that_return_tokens_refused(cs, bao):
         assert ref.removeprefix("vault:").split("#")[0] in r.err, r.describe()
 
 
+@open_defect(2, "responses carrying a token are accepted")
 def test_d2_response_carrying_a_token_refused(cs, bao, world):
     # A response with an auth block (as a login or token-create endpoint would give) is refused
     # whatever its path: here the proxy answers a read with one.
-    body = json.dumps({"data": {"k": "v"}, "auth": {"client_token": world.reader_token}}).encode()
+    body = json.dumps({"data": {"password": "not-a-secret"}, "auth": {"client_token": world.reader_token}}).encode()
     proxy = proxy_for(bao, lambda n, m, p: Action("status", 200, body) if "app" in p else Action())
     try:
         r = cs.run(RUN, {"X": "vault:secret/data/app#password", "VAULT_ADDR": proxy.addr})
@@ -133,6 +144,7 @@ def approle_env(bao, world) -> dict:
             "X": "vault:secret/data/app#password"}
 
 
+@open_defect(2, "the login token is never revoked")
 def test_d2_login_token_revoked_before_exec(cs, bao, world):
     before = approle_tokens(bao)
     r = cs.run(["run", "--auth", "approle", "-v", "--", "{probe}"], approle_env(bao, world), token=None)
@@ -142,6 +154,7 @@ def test_d2_login_token_revoked_before_exec(cs, bao, world):
     assert "revoked" in r.err, "--verbose must say the token was revoked: " + r.describe()
 
 
+@open_defect(2, "no --keep-token option")
 def test_d2_keep_token_keeps_it(cs, bao, world):
     before = approle_tokens(bao)
     r = cs.run(["run", "--auth", "approle", "--keep-token", "--", "{probe}"], approle_env(bao, world),
@@ -164,6 +177,7 @@ def test_d2_given_token_is_never_revoked(cs, bao, world):
 PW = {"pw": {"path": "secret/data/app", "key": "password"}, "key": {"path": "secret/data/app", "key": "api_key"}}
 
 
+@open_defect(3, "earlier runs' files stay")
 def test_d3_earlier_runs_files_not_seen(cs, world):
     d = cs.tmpfs_dir()
     sdir = d / "secrets"
@@ -177,6 +191,7 @@ def test_d3_earlier_runs_files_not_seen(cs, world):
     assert not r2.file(sdir / "old").get("exists"), "the second run's child sees the first run's file"
 
 
+@open_defect(3, "a failed run leaves earlier files")
 def test_d3_failed_run_leaves_no_secret(cs, world):
     d = cs.tmpfs_dir()
     sdir = d / "secrets"
@@ -190,6 +205,7 @@ def test_d3_failed_run_leaves_no_secret(cs, world):
     assert left == [], f"a failed run left files behind: {left}"
 
 
+@open_defect(3, "stale temporaries are not swept")
 def test_d3_stale_tmp_files_swept(cs, world):
     d = cs.tmpfs_dir()
     sdir = d / "secrets"
@@ -197,13 +213,14 @@ def test_d3_stale_tmp_files_swept(cs, world):
     assert cs.run(["run", "-m", str(m), "--", "{probe}"], secrets_dir=sdir).code == 0
     # What a run killed by SIGKILL in the middle of writing leaves.
     real = sdir.resolve()
-    stale = real / ".tmp-pw-123456"
+    stale = real / ".pw.tmp-123456"
     stale.write_bytes(b"stale")
     r = cs.run(["run", "-m", str(m), "--", "{probe}"], secrets_dir=sdir)
     assert r.code == 0, r.describe()
     assert not any(".tmp-" in e for e in entries(sdir)), f"stale temporaries remain: {entries(sdir)}"
 
 
+@open_defect(3, "the parent's owner is not checked")
 def test_d3_parent_owned_by_another_user_refused(cs):
     d = cs.tmpfs_dir()
     parent = d / "shared"
@@ -219,6 +236,7 @@ def test_d3_parent_owned_by_another_user_refused(cs):
 # 4. Single-use logins are retried only when the request was provably not sent.
 
 
+@open_defect(4, "sent single-use logins are retried")
 def test_d4_approle_login_not_retried_after_send(cs, bao, world):
     proxy = proxy_for(bao, lambda n, m, p: Action("forward_status", 502) if "login" in p else Action())
     try:
@@ -233,6 +251,7 @@ def test_d4_approle_login_not_retried_after_send(cs, bao, world):
     assert "unknown" in r.err, "the error must say the outcome is unknown: " + r.describe()
 
 
+@open_defect(4, "sent unwraps are retried")
 def test_d4_unwrap_not_retried_after_send(cs, bao, world):
     proxy = proxy_for(bao, lambda n, m, p: Action("forward_status", 503) if "unwrap" in p else Action())
     try:
@@ -248,23 +267,30 @@ def test_d4_unwrap_not_retried_after_send(cs, bao, world):
 
 
 def test_d4_login_retried_when_not_sent(cs, bao, world):
-    # Connection refused twice (nothing sent), then the real server: one successful login.
-    proxy = proxy_for(bao, lambda n, m, p: Action("reset_before") if n < 2 and "login" in p else Action())
+    # Nothing listens at first (connection refused: provably not sent); the proxy starts
+    # listening on that port a second later. The login is retried and sent exactly once.
+    port = closed_port()
+    u = urlparse(bao.addr)
+    holder: list[FaultProxy] = []
+    starter = threading.Timer(1.0, lambda: holder.append(FaultProxy(u.hostname, u.port, port=port)))
+    starter.start()
     try:
         env = approle_env(bao, world)
-        env["VAULT_ADDR"] = proxy.addr
-        r = cs.run(["run", "--auth", "approle", "--", "{probe}"], env, token=None, wait="10s")
+        env["VAULT_ADDR"] = f"http://127.0.0.1:{port}"
+        r = cs.run(["run", "--auth", "approle", "--", "{probe}"], env, token=None, wait="15s")
     finally:
-        proxy.close()
-    # A reset before any answer is indistinguishable from "sent": so only real connect
-    # failures are retried. The test pins the documented outcome: no second send.
-    assert proxy.count("/login") == 1, r.describe()
+        starter.join()
+        for p in holder:
+            p.close()
+    assert r.code == 0, r.describe()
+    assert holder and holder[0].count("/login") == 1, "the login should reach Vault exactly once"
 
 
 # ---------------------------------------------------------------------------------------------
 # 5. --wait bounds retrying, not a request's own time.
 
 
+@open_defect(5, "the request timeout is cut to the remaining wait")
 def test_d5_wait_zero_against_healthy_vault(cs, world):
     for wait in ("0", "1ms"):
         r = cs.run(["run", "--wait", wait, "--", "{probe}"], {"X": "vault:secret/data/app#password"})
@@ -272,6 +298,7 @@ def test_d5_wait_zero_against_healthy_vault(cs, world):
         assert r.env["X"] == world.values["password"]
 
 
+@open_defect(5, "the request timeout is cut to the remaining wait")
 def test_d5_slow_answer_within_client_timeout(cs, bao, world):
     proxy = proxy_for(bao, lambda n, m, p: Action("stall_before", seconds=1.5))
     try:
@@ -286,6 +313,7 @@ def test_d5_slow_answer_within_client_timeout(cs, bao, world):
 # 6. A response over the size cap fails once.
 
 
+@open_defect(6, "an oversized response is retried")
 def test_d6_oversized_response_fails_once(cs, bao):
     proxy = proxy_for(bao, lambda n, m, p: Action("oversized", size=40 * 1024 * 1024))
     try:
@@ -302,10 +330,11 @@ def test_d6_oversized_response_fails_once(cs, bao):
 # 7. Deeply nested JSON is a clear error, not a crash.
 
 
+@open_defect(7, "deep JSON overflows the stack")
 def test_d7_deeply_nested_response(cs, bao):
     proxy = proxy_for(bao, lambda n, m, p: Action("deep", size=1_000_000))
     try:
-        r = cs.run(RUN, {"X": "vault:secret/data/app#key", "VAULT_ADDR": proxy.addr})
+        r = cs.run(RUN, {"X": "vault:secret/data/app#password", "VAULT_ADDR": proxy.addr})
     finally:
         proxy.close()
     assert r.code == 76, "deep nesting must be a protocol error, not a crash: " + r.describe()
@@ -323,6 +352,7 @@ def test_d7_nesting_within_cap_still_works(cs, bao):
 # 8. A NUL byte is refused for env and argv; files keep it.
 
 
+@open_defect(8, "NUL truncates env/argv values")
 def test_d8_nul_refused_for_env_and_argv(cs, bao):
     value = CANARIES.new("nul value", "\x00tail")
     bao.kv2_put("secret", "d8nul", {"v": value})
@@ -350,6 +380,7 @@ def test_d8_nul_kept_in_files(cs, bao):
 # 9. A signal during file delivery leaves no temporary file.
 
 
+@open_defect(9, "signals during delivery leave temporaries")
 def test_d9_sigterm_during_delivery_cleans_up(cs, bao):
     big = CANARIES.new("d9 big value", "x" * 200_000)
     bao.kv2_put("secret", "d9big", {"v": big})
@@ -365,7 +396,7 @@ def test_d9_sigterm_during_delivery_cleans_up(cs, bao):
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and proc.poll() is None:
-            if sdir.exists() and any(p.name.startswith(".tmp-") for p in sdir.iterdir()):
+            if sdir.exists() and any(".tmp-" in p.name for p in sdir.iterdir()):
                 proc.send_signal(signal.SIGTERM)
                 hits += 1
                 break
@@ -373,7 +404,7 @@ def test_d9_sigterm_during_delivery_cleans_up(cs, bao):
         cs.scan(out, "stdout")
         cs.scan(err, "stderr")
         left = [p.name for p in sdir.rglob("*")] if sdir.exists() else []
-        assert not any(n.startswith(".tmp-") for n in left), f"SIGTERM left temporaries: {len(left)} entries"
+        assert not any(".tmp-" in n for n in left), f"SIGTERM left temporaries: {len(left)} entries"
         assert not any(p.is_file() for p in sdir.rglob("*")) if proc.returncode != 0 else True, \
             "a run ended by a signal left secret files"
     assert hits > 0, "never caught the run while it wrote files; the test did not exercise anything"
@@ -383,6 +414,7 @@ def test_d9_sigterm_during_delivery_cleans_up(cs, bao):
 # 10. One entry per variable name.
 
 
+@open_defect(10, "CRUNCH_SECRETS_DIR twice")
 def test_d10_manifest_sets_crunch_secrets_dir_once(cs, world):
     d = cs.tmpfs_dir()
     m = write_manifest(d, {"secrets": PW, "env": {"CRUNCH_SECRETS_DIR": "/elsewhere"},
@@ -393,6 +425,7 @@ def test_d10_manifest_sets_crunch_secrets_dir_once(cs, world):
     assert names.count("CRUNCH_SECRETS_DIR") == 1, f"CRUNCH_SECRETS_DIR appears {names.count('CRUNCH_SECRETS_DIR')} times"
 
 
+@open_defect(10, "VAULT_TOKEN dropped silently")
 def test_d10_manifest_env_vault_token_not_dropped_silently(cs, world):
     d = cs.tmpfs_dir()
     m = write_manifest(d, {"secrets": PW, "env": {"VAULT_TOKEN": "${secret:pw}"}})
@@ -404,6 +437,7 @@ def test_d10_manifest_env_vault_token_not_dropped_silently(cs, world):
 # 11. Error text: no userinfo, no list of a secret's fields.
 
 
+@open_defect(11, "userinfo printed")
 def test_d11_userinfo_not_printed(cs):
     pw = CANARIES.new("userinfo password")
     r = cs.run(RUN, {"X": "vault:secret/data/app#password",
@@ -413,6 +447,7 @@ def test_d11_userinfo_not_printed(cs):
     assert "user:" not in r.err, r.describe()
 
 
+@open_defect(11, "field names listed")
 def test_d11_missing_key_does_not_list_fields(cs, world):
     r = cs.run(RUN, {"X": "vault:secret/data/app#nokey"})
     assert r.code == 79, r.describe()
@@ -424,6 +459,10 @@ def test_d11_missing_key_does_not_list_fields(cs, world):
 # 12. Literal-only templates; check --online is not dumpable.
 
 
+# Under UndefinedBehaviorSanitizer (CI's second pass, ASAN_OPTIONS set) the reference bound
+# through a null Resolver pointer aborts the run; a normal build happens to work.
+@pytest.mark.xfail(bool(os.environ.get("ASAN_OPTIONS")), strict=True,
+                   reason="issue 7, defect 12: reference through a null pointer (UBSan)")
 def test_d12_literal_only_template_file(cs):
     d = cs.tmpfs_dir()
     sdir = d / "secrets"
@@ -460,6 +499,7 @@ def _owner_while_stalled(cs, bao, args: list[str], tmp: Path) -> int:
         proxy.close()
 
 
+@open_defect(12, "check --online is dumpable")
 def test_d12_check_online_not_dumpable(cs, bao):
     d = cs.tmpfs_dir()
     for exe_dir in (Path(crunch_secrets_bin()).parent,):
@@ -474,6 +514,7 @@ def test_d12_check_online_not_dumpable(cs, bao):
 # 13. VAULT_SKIP_VERIFY like Go's strconv.ParseBool.
 
 
+@open_defect(13, "T/F not accepted, yes accepted")
 def test_d13_skip_verify_go_parsebool(cs_tls, world):
     ref = {"X": "vault:secret/data/app#password", "VAULT_CACERT": None}
     for v in ("T", "t", "1", "TRUE", "True"):
