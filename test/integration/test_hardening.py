@@ -526,3 +526,4 @@ def test_d13_skip_verify_go_parsebool(cs_tls, world):
     for v in ("yes", "on", "2"):
         r = cs_tls.run(RUN, dict(ref, VAULT_SKIP_VERIFY=v))
         assert r.code == 78 and "VAULT_SKIP_VERIFY" in r.err, f"VAULT_SKIP_VERIFY={v}: " + r.describe()
+
