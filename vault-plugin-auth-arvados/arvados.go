@@ -340,15 +340,6 @@ func (c *arvadosClient) currentAuthorization(ctx context.Context, token string) 
 	return &a, nil
 }
 
-// currentUser returns the user `token` belongs to.
-func (c *arvadosClient) currentUser(ctx context.Context, token string) (*apiUser, error) {
-	var u apiUser
-	if err := c.get(ctx, token, "users/current", nil, &u); err != nil {
-		return nil, err
-	}
-	return &u, nil
-}
-
 // currentContainer returns the container whose token `token` is, or (nil, nil) when Arvados says
 // the token is not associated with a container.
 func (c *arvadosClient) currentContainer(ctx context.Context, token string) (*apiContainer, error) {

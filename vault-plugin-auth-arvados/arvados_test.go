@@ -109,9 +109,9 @@ func TestClientAgainstStandin(t *testing.T) {
 	if err != nil || a.OwnerUUID != alice || a.UUID != "zzzzz-gj3su-alicectrrun0001" {
 		t.Fatalf("currentAuthorization: %+v %v", a, err)
 	}
-	u, err := c.currentUser(ctx, containerToken(t, aliceRun1))
+	u, err := c.user(ctx, adminToken(t), alice)
 	if err != nil || u.UUID != alice || u.Username != "alice" || !u.IsActive {
-		t.Fatalf("currentUser: %+v %v", u, err)
+		t.Fatalf("user: %+v %v", u, err)
 	}
 	ct, err := c.currentContainer(ctx, containerToken(t, aliceRun1))
 	if err != nil || ct == nil || ct.UUID != aliceRun1 || ct.State != "Running" {
@@ -121,7 +121,7 @@ func TestClientAgainstStandin(t *testing.T) {
 	if err != nil || ct != nil {
 		t.Fatalf("currentContainer of a plain token: %+v %v", ct, err)
 	}
-	_, err = c.currentUser(ctx, containerToken(t, aliceDone))
+	_, err = c.currentAuthorization(ctx, containerToken(t, aliceDone))
 	if !isStatus(err, http.StatusUnauthorized) {
 		t.Fatalf("token of a Complete container: want 401, got %v", err)
 	}
@@ -160,19 +160,19 @@ func TestClientTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.currentUser(ctx, plainToken(t, alicePersonal)); err != nil {
+	if _, err := c.currentAuthorization(ctx, plainToken(t, alicePersonal)); err != nil {
 		t.Fatalf("with ca_cert: %v", err)
 	}
 
 	c, _ = newArvadosClient(s.URL, "", false, 5*time.Second)
-	_, err = c.currentUser(ctx, plainToken(t, alicePersonal))
+	_, err = c.currentAuthorization(ctx, plainToken(t, alicePersonal))
 	var ue *unreachableError
 	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "cannot reach Arvados API at "+s.URL) {
 		t.Fatalf("without the CA: want unreachable, got %v", err)
 	}
 
 	c, _ = newArvadosClient(s.URL, "", true, 5*time.Second)
-	if _, err := c.currentUser(ctx, plainToken(t, alicePersonal)); err != nil {
+	if _, err := c.currentAuthorization(ctx, plainToken(t, alicePersonal)); err != nil {
 		t.Fatalf("insecure: %v", err)
 	}
 
@@ -226,7 +226,7 @@ func TestClientFailures(t *testing.T) {
 				url = srv.URL
 			}
 			c, _ := newArvadosClient(url, "", false, 500*time.Millisecond)
-			_, err := c.currentUser(ctx, token)
+			_, err := c.currentAuthorization(ctx, token)
 			if err == nil {
 				t.Fatal("no error")
 			}

@@ -23,6 +23,10 @@ const (
 	defaultCacheTTL       = 5 * time.Second
 	defaultRequestTimeout = 10 * time.Second
 	maxCacheTTL           = 5 * time.Minute
+	// A token's identity is cached only when the admin asks for it: while cached, a token that
+	// Arvados stopped accepting (its container finished, it was revoked) still logs in.
+	defaultTokenCacheTTL = 0
+	maxTokenCacheTTL     = time.Minute
 )
 
 var clusterIDPattern = regexp.MustCompile(`^[a-z0-9]{5}$`)
@@ -35,11 +39,14 @@ type arvadosConfig struct {
 	Insecure bool   `json:"insecure"`
 	// PrivilegedToken is an Arvados admin token used only for membership, user and container
 	// state checks. It is never returned by a read.
-	PrivilegedToken string        `json:"privileged_token"`
-	ClusterID       string        `json:"cluster_id"`
-	AllowedPolicies []string      `json:"allowed_policies"`
-	CacheTTL        time.Duration `json:"cache_ttl"`
-	RequestTimeout  time.Duration `json:"request_timeout"`
+	PrivilegedToken string   `json:"privileged_token"`
+	ClusterID       string   `json:"cluster_id"`
+	AllowedPolicies []string `json:"allowed_policies"`
+	// CacheTTL bounds how old a privileged answer (user record, membership) used at login may be.
+	CacheTTL time.Duration `json:"cache_ttl"`
+	// TokenCacheTTL bounds how old Arvados' answers about a client's token used at login may be.
+	TokenCacheTTL  time.Duration `json:"token_cache_ttl"`
+	RequestTimeout time.Duration `json:"request_timeout"`
 }
 
 // sameConnection reports whether a client built for `c` can serve `o` too.
@@ -93,8 +100,13 @@ func pathConfig(b *backend) *framework.Path {
 			},
 			"cache_ttl": {
 				Type:        framework.TypeDurationSecond,
-				Description: `How long login-time Arvados answers are cached (0 disables; at most 5m). Renewal never uses the cache.`,
+				Description: `How long a user record and group membership asked at login are reused (0 disables; at most 5m). Renewal never uses the cache.`,
 				Default:     int(defaultCacheTTL.Seconds()),
+			},
+			"token_cache_ttl": {
+				Type:        framework.TypeDurationSecond,
+				Description: `How long Arvados' answers about a token (its authorization and Running container) are reused for more logins with the same token (default 0: never; at most 1m). While reused, a token Arvados no longer accepts still logs in.`,
+				Default:     int(defaultTokenCacheTTL / time.Second),
 			},
 			"request_timeout": {
 				Type:        framework.TypeDurationSecond,
@@ -161,6 +173,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 			"cluster_id":           cfg.ClusterID,
 			"allowed_policies":     allowed,
 			"cache_ttl":            int64(cfg.CacheTTL.Seconds()),
+			"token_cache_ttl":      int64(cfg.TokenCacheTTL.Seconds()),
 			"request_timeout":      int64(cfg.RequestTimeout.Seconds()),
 			"privileged_token_set": cfg.PrivilegedToken != "",
 		},
@@ -176,6 +189,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		cfg = &arvadosConfig{}
 		// Defaults apply only on create; an update keeps what is stored.
 		cfg.CacheTTL = time.Duration(d.Get("cache_ttl").(int)) * time.Second
+		cfg.TokenCacheTTL = time.Duration(d.Get("token_cache_ttl").(int)) * time.Second
 		cfg.RequestTimeout = time.Duration(d.Get("request_timeout").(int)) * time.Second
 	}
 	if v, ok := d.GetOk("arvados_api_host"); ok {
@@ -198,6 +212,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 	if v, ok := d.GetOk("cache_ttl"); ok {
 		cfg.CacheTTL = time.Duration(v.(int)) * time.Second
+	}
+	if v, ok := d.GetOk("token_cache_ttl"); ok {
+		cfg.TokenCacheTTL = time.Duration(v.(int)) * time.Second
 	}
 	if v, ok := d.GetOk("request_timeout"); ok {
 		cfg.RequestTimeout = time.Duration(v.(int)) * time.Second
@@ -222,6 +239,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 	if cfg.Insecure {
 		resp.AddWarning("insecure is set: the Arvados API server's certificate is not verified")
+	}
+	if cfg.TokenCacheTTL > 0 {
+		resp.AddWarning(fmt.Sprintf("token_cache_ttl is %s: for that long after a login, the same Arvados token logs in again without asking Arvados, even if its container finished or it was revoked meanwhile", cfg.TokenCacheTTL))
 	}
 	if strings.HasPrefix(cfg.APIHost, "http://") {
 		resp.AddWarning("arvados_api_host uses plain http: tokens travel unencrypted")
@@ -261,6 +281,9 @@ func (c *arvadosConfig) validate() error {
 	}
 	if c.CacheTTL < 0 || c.CacheTTL > maxCacheTTL {
 		return fmt.Errorf("cache_ttl must be between 0 and %s", maxCacheTTL)
+	}
+	if c.TokenCacheTTL < 0 || c.TokenCacheTTL > maxTokenCacheTTL {
+		return fmt.Errorf("token_cache_ttl must be between 0 and %s", maxTokenCacheTTL)
 	}
 	if c.RequestTimeout <= 0 || c.RequestTimeout > 5*time.Minute {
 		return errors.New("request_timeout must be between 1s and 5m")

@@ -37,6 +37,8 @@ func TestConfigWriteValidation(t *testing.T) {
 		{"bad ca", map[string]any{"ca_cert": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}, "", "ca_cert"},
 		{"ca not pem", map[string]any{"ca_cert": "hello"}, "", "no PEM certificate"},
 		{"cache too long", map[string]any{"cache_ttl": "1h"}, "", "cache_ttl"},
+		{"token cache too long", map[string]any{"token_cache_ttl": "61s"}, "", "token_cache_ttl must be between 0 and 1m0s"},
+		{"token cache at most", map[string]any{"token_cache_ttl": "1m"}, "", ""},
 		{"timeout zero", map[string]any{"request_timeout": 0}, "", "request_timeout"},
 	}
 	for _, tc := range cases {
@@ -90,7 +92,8 @@ func TestConfigReadNeverReturnsToken(t *testing.T) {
 	if got := resp.Data["allowed_policies"].([]string); strings.Join(got, ",") != "arvados-*,lab-*" {
 		t.Fatalf("allowed_policies not normalised: %v", got)
 	}
-	if resp.Data["cache_ttl"].(int64) != 5 || resp.Data["request_timeout"].(int64) != 10 {
+	if resp.Data["cache_ttl"].(int64) != 5 || resp.Data["request_timeout"].(int64) != 10 ||
+		resp.Data["token_cache_ttl"].(int64) != 0 {
 		t.Fatalf("defaults: %v", resp.Data)
 	}
 
@@ -115,9 +118,13 @@ func TestConfigWarnings(t *testing.T) {
 	data["arvados_api_host"] = "http://127.0.0.1:1"
 	data["insecure"] = true
 	data["allowed_policies"] = ""
+	data["token_cache_ttl"] = "10s"
 	resp := tb.mustWrite(t, "config", data)
-	if resp == nil || len(resp.Warnings) != 3 {
-		t.Fatalf("want 3 warnings, got %v", resp)
+	if resp == nil || len(resp.Warnings) != 4 {
+		t.Fatalf("want 4 warnings, got %v", resp)
+	}
+	if !strings.Contains(strings.Join(resp.Warnings, "\n"), "token_cache_ttl is 10s") {
+		t.Fatalf("no warning about token_cache_ttl: %v", resp.Warnings)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/openbao/openbao/sdk/v2/framework"
 	"github.com/openbao/openbao/sdk/v2/helper/policyutil"
@@ -25,8 +26,9 @@ const pathLoginHelpSyn = `Log in with an Arvados API token (normally a running c
 
 const pathLoginHelpDesc = `
 Body: {"role": "<role>", "arvados_token": "<token>"}. The token is checked against the Arvados
-API (api_client_authorizations/current, users/current, containers/current); the role's bindings
-are checked with the privileged token. The token is never stored, logged or returned.
+API (api_client_authorizations/current, containers/current); the owner's user record and the
+role's bindings are checked with the privileged token. The token is never stored, logged or
+returned.
 `
 
 func pathLogin(b *backend) *framework.Path {
@@ -173,7 +175,10 @@ type verifiedLogin struct {
 	groups []string
 }
 
-// verifyLogin asks Arvados about `token` and checks every binding of `role`.
+// verifyLogin asks Arvados about `token` and checks every binding of `role`. Arvados is asked in
+// two rounds of requests made at the same time: with the token itself, its authorization and
+// its container; then, with the privileged token, the user record and the membership. Answers
+// may come from the cache (see lookupCache and the README's "Arvados calls per login").
 func (b *backend) verifyLogin(ctx context.Context, cfg *arvadosConfig, role *arvadosRole, roleName, token string) (*verifiedLogin, error) {
 	parsed, err := parseToken(token)
 	if err != nil {
@@ -193,85 +198,161 @@ func (b *backend) verifyLogin(ctx context.Context, cfg *arvadosConfig, role *arv
 		return nil, err
 	}
 
-	id, err := b.identify(ctx, cfg, client, token, parsed)
+	ans, err := b.askAboutToken(ctx, cfg, client, token, parsed)
 	if err != nil {
 		return nil, err
 	}
-	if !id.User.IsActive {
-		return nil, refuse("Arvados user %s is not active", id.User.UUID)
-	}
-	if id.Container == nil && role.RequireContainer {
+	owner := ans.Auth.OwnerUUID
+	if ans.Container == nil && role.RequireContainer {
 		return nil, refuse("role %q requires a container token of a running container; this token is not a container's", roleName)
 	}
-	if id.Container != nil && id.Container.State != containerRunning {
-		return nil, refuse("container %s is %s, not Running", id.Container.UUID, id.Container.State)
+	if ans.Container != nil && ans.Container.State != containerRunning {
+		return nil, refuse("container %s is %s, not Running", ans.Container.UUID, ans.Container.State)
 	}
-	if !userBound(role, id.User.UUID) {
-		return nil, refuse("Arvados user %s is not in bound_user_uuids of role %q", id.User.UUID, roleName)
+	if !userBound(role, owner) {
+		return nil, refuse("Arvados user %s is not in bound_user_uuids of role %q", owner, roleName)
 	}
-	groups, err := b.boundGroupsOf(ctx, cfg, client, role, id.User.UUID, true)
-	if err != nil {
-		return nil, err
+
+	// The user record and the membership do not depend on each other: ask both at once.
+	var (
+		groups    []string
+		groupsErr error
+		wg        sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		groups, groupsErr = b.boundGroupsOf(ctx, cfg, client, role, owner, true)
+	}()
+	user, userErr := b.loginUser(ctx, cfg, client, owner)
+	wg.Wait()
+	if userErr != nil {
+		return nil, userErr
+	}
+	if !user.IsActive {
+		return nil, refuse("Arvados user %s is not active", user.UUID)
+	}
+	if groupsErr != nil {
+		return nil, groupsErr
 	}
 	if len(role.BoundGroupUUIDs) > 0 && len(groups) == 0 {
-		return nil, refuse("Arvados user %s is not a member of any group in bound_group_uuids of role %q", id.User.UUID, roleName)
+		return nil, refuse("Arvados user %s is not a member of any group in bound_group_uuids of role %q", owner, roleName)
 	}
-	return &verifiedLogin{identity: *id, groups: groups}, nil
+	id := identity{AuthUUID: ans.Auth.UUID, User: user, Container: ans.Container}
+	return &verifiedLogin{identity: id, groups: groups}, nil
 }
 
-// identify asks Arvados, with `token` itself, whose token it is and whether it belongs to a
-// container, and checks that the answers agree with each other and with the cluster id.
-func (b *backend) identify(ctx context.Context, cfg *arvadosConfig, client *arvadosClient, token string, parsed parsedToken) (*identity, error) {
-	auth, err := client.currentAuthorization(ctx, token)
+// tokenAnswers is what Arvados says about a token when asked with the token itself.
+type tokenAnswers struct {
+	Auth apiAuthorization
+	// Container is nil when Arvados says the token is not a container's.
+	Container *apiContainer
+}
+
+// askAboutToken asks Arvados, with `token` itself, for its authorization and its container (both
+// requests at once), or takes them from the cache when token_cache_ttl allows, and checks that
+// the answers agree with each other, with the token and with the cluster id. Only answers that
+// pass these checks and show a Running container (or none) are cached.
+func (b *backend) askAboutToken(ctx context.Context, cfg *arvadosConfig, client *arvadosClient, token string, parsed parsedToken) (*tokenAnswers, error) {
+	v, err := b.cache.fetch(ctx, b.cache.tokenKeyFor(token), cfg.TokenCacheTTL,
+		func(ctx context.Context) (any, error) { return fetchTokenAnswers(ctx, client, token) },
+		func(v any) bool {
+			ans := v.(*tokenAnswers)
+			return checkTokenAnswers(cfg, parsed, ans) == nil &&
+				(ans.Container == nil || ans.Container.State == containerRunning)
+		})
 	if err != nil {
 		return nil, userTokenError(err)
 	}
+	ans := v.(*tokenAnswers)
+	if err := checkTokenAnswers(cfg, parsed, ans); err != nil {
+		return nil, err
+	}
+	return ans, nil
+}
+
+// fetchTokenAnswers makes the two requests with the client's token concurrently.
+func fetchTokenAnswers(ctx context.Context, client *arvadosClient, token string) (any, error) {
+	var (
+		ctr    *apiContainer
+		ctrErr error
+		wg     sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ctr, ctrErr = client.currentContainer(ctx, token)
+	}()
+	auth, authErr := client.currentAuthorization(ctx, token)
+	wg.Wait()
+	// The authorization's verdict on the token comes first: a rejected token is reported as
+	// such even if the container request failed in another way.
+	if authErr != nil {
+		return nil, authErr
+	}
+	if ctrErr != nil {
+		return nil, ctrErr
+	}
+	return &tokenAnswers{Auth: *auth, Container: ctr}, nil
+}
+
+// checkTokenAnswers checks Arvados' answers about a token against each other, the token's own
+// parts and the configured cluster.
+func checkTokenAnswers(cfg *arvadosConfig, parsed parsedToken, ans *tokenAnswers) error {
+	auth := ans.Auth
 	if !isUUID(auth.UUID, infixAuthorization) || (parsed.AuthUUID != "" && auth.UUID != parsed.AuthUUID) {
-		return nil, refuse("Arvados answered with an authorization that does not match the token")
+		return refuse("Arvados answered with an authorization that does not match the token")
 	}
 	if clusterOf(auth.UUID) != cfg.ClusterID {
-		return nil, refuse("the token belongs to cluster %q; this auth method accepts only cluster %q", clusterOf(auth.UUID), cfg.ClusterID)
+		return refuse("the token belongs to cluster %q; this auth method accepts only cluster %q", clusterOf(auth.UUID), cfg.ClusterID)
 	}
 	if !allScopes(auth.Scopes) {
-		return nil, refuse("the token is scoped (scopes %v); only tokens with scopes [\"all\"] can log in", auth.Scopes)
+		return refuse("the token is scoped (scopes %v); only tokens with scopes [\"all\"] can log in", auth.Scopes)
 	}
-
-	user, err := client.currentUser(ctx, token)
-	if err != nil {
-		return nil, userTokenError(err)
+	if !isUUID(auth.OwnerUUID, infixUser) {
+		return refuse("Arvados answered with an authorization whose owner is not a user")
 	}
-	if !isUUID(user.UUID, infixUser) {
-		return nil, refuse("Arvados answered users/current without a user uuid")
+	if clusterOf(auth.OwnerUUID) != cfg.ClusterID {
+		return refuse("Arvados user %s belongs to cluster %q; this auth method accepts only cluster %q", auth.OwnerUUID, clusterOf(auth.OwnerUUID), cfg.ClusterID)
 	}
-	if auth.OwnerUUID != user.UUID {
-		return nil, refuse("Arvados answered with a user that does not own the token")
-	}
-	if clusterOf(user.UUID) != cfg.ClusterID {
-		return nil, refuse("Arvados user %s belongs to cluster %q; this auth method accepts only cluster %q", user.UUID, clusterOf(user.UUID), cfg.ClusterID)
-	}
-
-	ctr, err := client.currentContainer(ctx, token)
-	if err != nil {
-		return nil, userTokenError(err)
-	}
-	if ctr == nil && parsed.ContainerUUID != "" {
-		return nil, refuse("the token names container %s, but Arvados does not associate it with a container", parsed.ContainerUUID)
-	}
-	if ctr != nil {
-		switch {
-		case !isUUID(ctr.UUID, infixContainer):
-			return nil, refuse("Arvados answered containers/current without a container uuid")
-		case parsed.ContainerUUID != "" && ctr.UUID != parsed.ContainerUUID:
-			return nil, refuse("the token names container %s, but it is the token of container %s", parsed.ContainerUUID, ctr.UUID)
-		case clusterOf(ctr.UUID) != cfg.ClusterID:
-			return nil, refuse("container %s belongs to another cluster", ctr.UUID)
-		case ctr.AuthUUID != "" && ctr.AuthUUID != auth.UUID:
-			return nil, refuse("container %s does not run with this token", ctr.UUID)
-		case ctr.RuntimeUserUUID != "" && ctr.RuntimeUserUUID != user.UUID:
-			return nil, refuse("container %s does not run as user %s", ctr.UUID, user.UUID)
+	ctr := ans.Container
+	if ctr == nil {
+		if parsed.ContainerUUID != "" {
+			return refuse("the token names container %s, but Arvados does not associate it with a container", parsed.ContainerUUID)
 		}
+		return nil
 	}
-	return &identity{AuthUUID: auth.UUID, User: user, Container: ctr}, nil
+	switch {
+	case !isUUID(ctr.UUID, infixContainer):
+		return refuse("Arvados answered containers/current without a container uuid")
+	case parsed.ContainerUUID != "" && ctr.UUID != parsed.ContainerUUID:
+		return refuse("the token names container %s, but it is the token of container %s", parsed.ContainerUUID, ctr.UUID)
+	case clusterOf(ctr.UUID) != cfg.ClusterID:
+		return refuse("container %s belongs to another cluster", ctr.UUID)
+	case ctr.AuthUUID != "" && ctr.AuthUUID != auth.UUID:
+		return refuse("container %s does not run with this token", ctr.UUID)
+	case ctr.RuntimeUserUUID != "" && ctr.RuntimeUserUUID != auth.OwnerUUID:
+		return refuse("container %s does not run as user %s", ctr.UUID, auth.OwnerUUID)
+	}
+	return nil
+}
+
+// loginUser returns the record of the token's owner, asked with the privileged token (Arvados
+// named the owner in the token's authorization), reused for up to cache_ttl.
+func (b *backend) loginUser(ctx context.Context, cfg *arvadosConfig, client *arvadosClient, userUUID string) (*apiUser, error) {
+	v, err := b.cache.fetch(ctx, "user:"+userUUID, cfg.CacheTTL,
+		func(ctx context.Context) (any, error) { return client.user(ctx, cfg.PrivilegedToken, userUUID) }, nil)
+	if isStatus(err, http.StatusNotFound) {
+		return nil, refuse("Arvados user %s, the token's owner, does not exist", userUUID)
+	}
+	if err != nil {
+		return nil, privilegedError(err)
+	}
+	user := v.(*apiUser)
+	if user.UUID != userUUID {
+		return nil, refuse("Arvados answered users/%s with a different user", userUUID)
+	}
+	return user, nil
 }
 
 // allScopes reports whether a token's scopes allow everything. A scoped token was made for a
@@ -329,18 +410,29 @@ func (b *backend) boundGroupsOf(ctx context.Context, cfg *arvadosConfig, client 
 	groups := append([]string(nil), role.BoundGroupUUIDs...)
 	sort.Strings(groups)
 	key := "member:" + userUUID + ":" + strings.Join(groups, ",")
-	if useCache {
-		if v, ok := b.cache.get(key); ok {
-			return v.([]string), nil
+	ask := func(ctx context.Context) (any, error) {
+		member, err := client.memberGroups(ctx, cfg.PrivilegedToken, userUUID, groups)
+		if err != nil {
+			return nil, err
 		}
+		sort.Strings(member)
+		return member, nil
 	}
-	member, err := client.memberGroups(ctx, cfg.PrivilegedToken, userUUID, groups)
+	ttl := cfg.CacheTTL
+	if !useCache {
+		// Renewal asks afresh; a fresh answer is as good as any for the logins that follow.
+		v, err := ask(ctx)
+		if err != nil {
+			return nil, privilegedError(err)
+		}
+		b.cache.put(key, v, ttl)
+		return v.([]string), nil
+	}
+	v, err := b.cache.fetch(ctx, key, ttl, ask, nil)
 	if err != nil {
 		return nil, privilegedError(err)
 	}
-	sort.Strings(member)
-	b.cache.put(key, member, cfg.CacheTTL)
-	return member, nil
+	return v.([]string), nil
 }
 
 // pathLoginRenew allows a renewal only if everything that allowed the login still holds, asked

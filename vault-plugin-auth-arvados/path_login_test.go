@@ -410,7 +410,7 @@ func TestLoginInconsistentArvadosAnswers(t *testing.T) {
 		ctrUUID  = "zzzzz-dz642-0123456789abcde"
 		token    = "v2/" + authUUID + "/canaryfakesecret/" + ctrUUID
 		apiAuth  = "/arvados/v1/api_client_authorizations/current"
-		apiUser  = "/arvados/v1/users/current"
+		apiUser  = "/arvados/v1/users/" + alice
 		apiCtr   = "/arvados/v1/containers/current"
 		apiPerms = "/arvados/v1/computed_permissions"
 	)
@@ -431,10 +431,15 @@ func TestLoginInconsistentArvadosAnswers(t *testing.T) {
 		{"consistent", "", "", ""},
 		{"authorization of another token", apiAuth, `{"uuid":"zzzzz-gj3su-aaaaaaaaaaaaaaa","owner_uuid":"` + alice + `","scopes":["all"]}`, "does not match the token"},
 		{"authorization of another cluster", apiAuth, `{"uuid":"yyyyy-gj3su-0123456789abcde","owner_uuid":"` + alice + `","scopes":["all"]}`, "does not match the token"},
-		{"owner is someone else", apiAuth, `{"uuid":"` + authUUID + `","owner_uuid":"` + bob + `","scopes":["all"]}`, "does not own the token"},
+		{"owner is someone else", apiAuth, `{"uuid":"` + authUUID + `","owner_uuid":"` + bob + `","scopes":["all"]}`, "does not run as user " + bob},
+		{"owner is not a user", apiAuth, `{"uuid":"` + authUUID + `","owner_uuid":"` + labGroup + `","scopes":["all"]}`, "whose owner is not a user"},
+		{"owner of another cluster", apiAuth, `{"uuid":"` + authUUID + `","owner_uuid":"yyyyy-tpzed-aliceinlab00001","scopes":["all"]}`, "belongs to cluster \"yyyyy\""},
 		{"no scopes", apiAuth, `{"uuid":"` + authUUID + `","owner_uuid":"` + alice + `"}`, "scoped"},
-		{"user of another cluster", apiUser, `{"uuid":"yyyyy-tpzed-aliceinlab00001","is_active":true}`, "does not own the token"},
-		{"user without uuid", apiUser, `{"username":"alice","is_active":true}`, "without a user uuid"},
+		{"user record of another cluster", apiUser, `{"uuid":"yyyyy-tpzed-aliceinlab00001","is_active":true}`, "with a different user"},
+		{"user record of someone else", apiUser, `{"uuid":"` + bob + `","is_active":true}`, "with a different user"},
+		{"user record without uuid", apiUser, `{"username":"alice","is_active":true}`, "with a different user"},
+		{"user record inactive", apiUser, `{"uuid":"` + alice + `","is_active":false}`, "is not active"},
+		{"no user record", apiUser, "", "does not exist"},
 		{"another container", apiCtr, `{"uuid":"zzzzz-dz642-aaaaaaaaaaaaaaa","state":"Running"}`, "it is the token of container"},
 		{"container runs with another token", apiCtr, `{"uuid":"` + ctrUUID + `","state":"Running","auth_uuid":"zzzzz-gj3su-aaaaaaaaaaaaaaa"}`, "does not run with this token"},
 		{"container runs as another user", apiCtr, `{"uuid":"` + ctrUUID + `","state":"Running","runtime_user_uuid":"` + bob + `"}`, "does not run as user"},

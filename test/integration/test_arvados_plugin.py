@@ -419,6 +419,75 @@ def test_login_fails_closed_when_arvados_is_down(arv, acs):
         arv.api_status("DELETE", "sys/auth/arvados-down")
 
 
+def test_arvados_calls_per_login(arv, standin):
+    """How many Arvados API requests a login makes, counted by the stand-in, on a mount of its
+    own: 4 with every cache off; 2 for another container of a user whose record and membership
+    are cached (cache_ttl); 0 for the same token again within token_cache_ttl. And the bound:
+    once token_cache_ttl has passed, a finished container's token is refused."""
+    arv.api("POST", "sys/auth/arvados-calls", {"type": PLUGIN_NAME})
+
+    def configure(**ttls):
+        arv.api("POST", "auth/arvados-calls/config", {
+            "arvados_api_host": standin.url, "privileged_token": plain_token(ADMIN_TOKEN_UUID),
+            "cluster_id": "zzzzz", "allowed_policies": "arvados-*", **ttls})
+
+    def calls(tokens):
+        before = len(standin.control("GET", "log")["items"])
+        for tok in tokens:
+            status, resp = login(arv, "lab", tok, mount="arvados-calls")
+            assert status == 200, errors_of(resp)
+        return [e["path"].removeprefix("/arvados/v1/")
+                for e in standin.control("GET", "log")["items"][before:] if e["path"].startswith("/arvados/v1/")]
+
+    try:
+        configure(cache_ttl=0, token_cache_ttl=0)
+        arv.api("POST", "auth/arvados-calls/role/lab", {"bound_group_uuids": [LAB], "token_policies": ["arvados-lab"]})
+        # A freshly mounted plugin backend may need a moment before its first login succeeds.
+        for _ in range(50):
+            status, resp = login(arv, "lab", container_token(ALICE_RUN1), mount="arvados-calls")
+            if status == 200:
+                break
+            time.sleep(0.1)
+        assert status == 200, errors_of(resp)
+        alternating = [container_token(c) for c in (ALICE_RUN1, ALICE_RUN2)] * 3
+        figures = {}
+
+        got = calls(alternating)
+        figures["caches off"] = len(got) / 6
+        assert len(got) == 6 * 4, f"caches off: 6 logins made {len(got)} calls, want 24: {got}"
+        assert sorted(got[:4]) == ["api_client_authorizations/current", "computed_permissions",
+                                   "containers/current", f"users/{ALICE}"], got[:4]
+
+        configure(cache_ttl=60)
+        got = calls(alternating)
+        figures["cache_ttl=60, alice's 2 containers alternating"] = len(got[4:]) / 5
+        assert len(got) == 4 + 5 * 2, f"cache_ttl 60: 6 logins made {len(got)} calls, want 14: {got}"
+        assert set(got[4:]) == {"api_client_authorizations/current", "containers/current"}, got
+
+        configure(token_cache_ttl=60)
+        got = calls([container_token(ALICE_RUN1)] * 6)
+        figures["token_cache_ttl=60, one token"] = len(got[4:]) / 5
+        assert len(got) == 4, f"token_cache_ttl 60: 6 logins with one token made {len(got)} calls, want 4: {got}"
+        print("\nArvados calls per login (after the first):", figures)
+
+        # The bound: a finished container's token logs in only until its cached answers expire.
+        ttl = 3
+        configure(token_cache_ttl=ttl)
+        filled = time.monotonic()
+        calls([container_token(ALICE_RUN2)])
+        standin.control("POST", f"containers/{ALICE_RUN2}", {"state": "Complete"})
+        status, resp = login(arv, "lab", container_token(ALICE_RUN2), mount="arvados-calls")
+        if time.monotonic() - filled < ttl - 0.5:
+            assert status == 200, f"within token_cache_ttl the cached answers were not used: {errors_of(resp)}"
+        time.sleep(max(0.0, filled + ttl + 0.5 - time.monotonic()))
+        status, resp = login(arv, "lab", container_token(ALICE_RUN2), mount="arvados-calls")
+        assert status == 400, f"a finished container's token logged in after token_cache_ttl: {status}"
+        assert "Arvados rejected the token (401)" in errors_of(resp), errors_of(resp)
+    finally:
+        standin.control("POST", f"containers/{ALICE_RUN2}", {"state": "Running"})
+        arv.api_status("DELETE", "sys/auth/arvados-calls")
+
+
 # ---------------------------------------------------------------------------------------------
 # The stand-in itself (the C++ tests rely on these behaviours too)
 
