@@ -2,6 +2,7 @@
 // core::check_command; the one place that turns errors into exit codes.
 #include "crunchsecrets/core/commands.hpp"
 #include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/core/prepare.hpp"
 #include "crunchsecrets/util/duration.hpp"
 #include "crunchsecrets/util/log.hpp"
 #include "cs_version.h"
@@ -90,6 +91,32 @@ int main(int argc, char** argv) {
     sub->add_flag("-q,--quiet", quiet, "Only errors");
     sub->add_flag("-v,--verbose", verbose, "Debug lines (never values)");
   }
+  // The host-side protocol (docs/crunch-run-protocol.md).
+  cs::core::PrepareOptions prepare_options;
+  int result_fd = -1;
+  std::string state_file;
+  CLI::App* prepare = app.add_subcommand(
+      "prepare", "Resolve a container record's secrets on the host (docs/crunch-run-protocol.md)");
+  prepare
+      ->add_option("--container", prepare_options.container, "Container record (JSON), - = stdin")
+      ->required();
+  prepare
+      ->add_option("--secrets-dir", prepare_options.secrets_dir,
+                   "Fresh host directory on tmpfs for the files")
+      ->required();
+  prepare->add_option("--result-fd", result_fd, "Write the result on this descriptor")
+      ->check(CLI::NonNegativeNumber);
+  prepare->add_option("--vault-addr", prepare_options.vault_addr, "Vault address");
+  CLI::App* cleanup =
+      app.add_subcommand("cleanup", "Remove what prepare wrote and revoke its token");
+  cleanup->add_option("--state", state_file, "The state file prepare named")->required();
+  for (CLI::App* sub : {prepare, cleanup}) {
+    sub->add_option("--wait", wait, "How long to retry an unavailable Vault (30, 30s, 1m30s)");
+    sub->add_option("--log-format", log_format, "text or json")
+        ->check(CLI::IsMember({"text", "json"}));
+    sub->add_flag("-q,--quiet", quiet, "Only errors");
+    sub->add_flag("-v,--verbose", verbose, "Debug lines (never values)");
+  }
   // Without "--", the first word that is not an option starts the command.
   run->prefix_command(!dashdash);
   check->add_flag("--online", online, "Log in and check read capability for each path");
@@ -115,6 +142,20 @@ int main(int argc, char** argv) {
   }
   options.wait = *d;
   try {
+    if (prepare->parsed() || cleanup->parsed()) {
+      if (!command.empty()) {
+        return fail(ExitCode::usage, "prepare and cleanup take no command: see crunch-secrets "
+                                     "--help");
+      }
+      if (cleanup->parsed()) {
+        return cs::core::cleanup_command(state_file, options.wait);
+      }
+      if (result_fd >= 0) {
+        prepare_options.result_fd = result_fd;
+      }
+      prepare_options.wait = options.wait;
+      return cs::core::prepare_command(prepare_options);
+    }
     if (run->parsed()) {
       for (auto& extra : run->remaining()) {
         options.command.insert(options.command.end(), extra);

@@ -1,6 +1,7 @@
 #include "crunchsecrets/core/commands.hpp"
 
 #include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/core/markers.hpp"
 #include "crunchsecrets/util/log.hpp"
 #include "crunchsecrets/vault/curl_transport.hpp"
 
@@ -35,27 +36,6 @@ std::optional<std::string> getenv_opt(const std::string& name) {
   return std::string(v);
 }
 
-// The manifest path by precedence (README.md, "Usage"), or empty for none.
-std::string find_manifest(const CommonOptions& o) {
-  if (o.no_manifest) {
-    return {};
-  }
-  if (!o.manifest.empty()) {
-    return o.manifest;
-  }
-  if (auto env = getenv_opt("CRUNCH_SECRETS_MANIFEST"); env && !env->empty()) {
-    return *env;
-  }
-  for (const char* p : {"/etc/crunch-secrets/manifest.yml", "/etc/crunch-secrets/manifest.yaml",
-                        "/etc/crunch-secrets/manifest.json"}) {
-    struct stat st {};
-    if (::stat(p, &st) == 0) {
-      return p;
-    }
-  }
-  return {};
-}
-
 std::string secrets_dir(const CommonOptions& o, const Manifest* m) {
   if (!o.secrets_dir.empty()) {
     return o.secrets_dir;
@@ -78,15 +58,19 @@ struct Prepared {
 
 Prepared prepare(const CommonOptions& o) {
   Prepared p;
-  if (const std::string path = find_manifest(o); !path.empty()) {
-    p.manifest = std::make_unique<Manifest>(load_manifest(path));
-    util::log::debug("manifest {}", path);
+  // The zero-flag markers (markers.hpp): the manifest and argv substitution can be asked for
+  // by the container's environment alone.
+  const ManifestSource source =
+      find_manifest_source(o.manifest, o.no_manifest, getenv_opt, file_exists);
+  p.manifest = load_manifest_source(source);
+  if (p.manifest) {
+    util::log::debug("manifest {}", source.name);
   }
   PlanInput in;
   in.manifest = p.manifest.get();
-  in.environ = current_environ();
+  in.environ = without_manifest_marker(current_environ());
   in.env_refs = !o.no_env_refs;
-  in.argv_templates = o.argv_templates;
+  in.argv_templates = o.argv_templates || argv_marker(getenv_opt);
   in.argv = o.command;
   p.plan = build_plan(in);
   p.dir = secrets_dir(o, in.manifest);
@@ -100,6 +84,9 @@ vault::Config vault_config(const CommonOptions& o) {
     while (!c.address.empty() && c.address.back() == '/') {
       c.address.pop_back();
     }
+  }
+  if (apply_container_ca(c, file_exists)) {
+    util::log::debug("Vault CA: {} (no VAULT_CACERT given)", k_container_ca_bundle);
   }
   return c;
 }

@@ -61,6 +61,8 @@ public:
   std::vector<std::vector<std::string>> capabilities(const std::vector<std::string>& paths);
 
   bool logged_in() const { return !m_token.empty(); }
+  // The client token in use (for `prepare`, which hands it to `cleanup` to revoke).
+  const util::Secret& token() const { return m_token; }
   const std::string& address() const { return m_config.address; }
 
 private:
