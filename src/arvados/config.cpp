@@ -1,6 +1,7 @@
 #include "crunchsecrets/arvados/config.hpp"
 
 #include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/util/ca_bundle.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -107,8 +108,8 @@ Config config_from_env(const EnvLookup& env, const FileExists& exists) {
                   "CRUNCH_SECRETS_ARVADOS_CACERT: {} does not exist: fix the path", *ca);
     }
     c.ca_file = *ca;
-  } else if (exists(k_container_ca_bundle)) {
-    c.ca_file = k_container_ca_bundle;
+  } else if (auto bundle = util::find_ca_bundle(exists)) {
+    c.ca_file = *bundle; // crunch-run's bundle first, then the system bundles
   }
   return c;
 }

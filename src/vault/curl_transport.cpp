@@ -1,6 +1,7 @@
 #include "crunchsecrets/vault/curl_transport.hpp"
 
 #include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/util/ca_bundle.hpp"
 #include "cs_version.h"
 
 #include <algorithm>
@@ -81,6 +82,11 @@ struct CurlTransport::Impl {
 CurlTransport::CurlTransport(const Config& config) : m_impl(std::make_unique<Impl>()) {
   global_init();
   m_impl->config = config;
+  if (config.tls.ca_cert.empty() && config.tls.ca_path.empty()) {
+    // No CA configured: use the first bundle of the documented lookup order (README, "Vault
+    // connection") rather than whatever path the linked libcurl was built with.
+    m_impl->config.tls.ca_cert = util::find_ca_bundle().value_or("");
+  }
   m_impl->multi = curl_multi_init();
   if (m_impl->multi == nullptr) {
     throw core::Error(core::ExitCode::internal, "cannot initialise libcurl");

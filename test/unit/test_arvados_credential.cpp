@@ -145,6 +145,11 @@ TEST_CASE("config from the Arvados client environment") {
   CHECK_FALSE(c.insecure);
   CHECK(c.ca_file.empty());
 
+  // Without crunch-run's bundle the system bundle is used (a static libcurl has no default).
+  files.push_back("/etc/ssl/certs/ca-certificates.crt");
+  c = config_from_env(lookup, exists);
+  CHECK(c.ca_file == "/etc/ssl/certs/ca-certificates.crt");
+
   files.push_back(k_container_ca_bundle);
   env["ARVADOS_API_HOST_INSECURE"] = "TRUE";
   c = config_from_env(lookup, exists);
