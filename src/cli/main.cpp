@@ -5,7 +5,11 @@
 #include "crunchsecrets/core/prepare.hpp"
 #include "crunchsecrets/util/duration.hpp"
 #include "crunchsecrets/util/log.hpp"
+#include "crunchsecrets/vault/curl_version.hpp"
+#include "cs_revision.h"
 #include "cs_version.h"
+#include "docgen.hpp"
+#include "help_text.hpp"
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -66,7 +70,14 @@ int main(int argc, char** argv) {
 
   CLI::App app{"crunch-secrets: put Vault/OpenBao secrets into a process just before it starts",
                "crunch-secrets"};
-  app.set_version_flag("--version", CS_VERSION);
+  app.set_version_flag(
+      "--version",
+      [] {
+        return std::string("crunch-secrets " CS_VERSION " (git " CS_REVISION ")\n") +
+               cs::vault::curl_version_line();
+      },
+      "Print the version, the git revision and the libcurl/TLS versions in use, and exit");
+  app.footer(cs::cli::help_epilog());
   app.require_subcommand(1);
   std::string log_format = "text";
   bool quiet = false;
@@ -121,6 +132,20 @@ int main(int argc, char** argv) {
   run->prefix_command(!dashdash);
   check->add_flag("--online", online, "Log in and check read capability for each path");
   check->add_flag("--json", json, "Print the plan as JSON");
+
+  // The build generates the man page and the completions from the definitions above.
+  if (ours.size() == 2 && ours[0] == "--generate") {
+    if (ours[1] == "man") {
+      cs::cli::write_man(std::cout, app, CS_VERSION);
+    } else if (ours[1] == "bash") {
+      cs::cli::write_bash_completion(std::cout, app);
+    } else if (ours[1] == "zsh") {
+      cs::cli::write_zsh_completion(std::cout, app);
+    } else {
+      return fail(ExitCode::usage, "--generate: use man, bash or zsh");
+    }
+    return std::cout.flush() ? 0 : static_cast<int>(ExitCode::cannot_create);
+  }
 
   std::reverse(ours.begin(), ours.end());
   try {
