@@ -130,6 +130,14 @@ int main(int argc, char** argv) {
   }
   // Without "--", the first word that is not an option starts the command.
   run->prefix_command(!dashdash);
+  run->add_flag("--supervise", options.supervise.supervise,
+                "Stay the parent of COMMAND: renew leases, rotate credentials, revoke at exit");
+  run->add_flag("--redact", options.supervise.redact,
+                "Replace secret values in COMMAND's output (implies --supervise)");
+  run->add_flag("--keep-token", options.supervise.keep_token,
+                "Do not revoke the Vault token crunch-secrets obtained");
+  run->add_flag("--signal-group", options.supervise.signal_group,
+                "Forward signals to COMMAND's process group (implies --supervise)");
   check->add_flag("--online", online, "Log in and check read capability for each path");
   check->add_flag("--json", json, "Print the plan as JSON");
 

@@ -145,6 +145,12 @@ int run_command(const CommonOptions& o) {
   const auto deadline = start + o.wait;
   Prepared p = prepare(o);
   const Plan& plan = p.plan;
+  if (wants_supervise(o.supervise, plan)) {
+    return run_supervised(
+        plan, SuperviseContext{vault_config(o), merge_auth(o.auth, plan.manifest, getenv_opt),
+                               getenv_opt, current_environ(), p.dir, o.allow_non_tmpfs,
+                               o.pass_auth_env, o.scrub_arvados_token, o.wait, o.supervise});
+  }
 
   std::optional<Resolver> resolver;
   if (!plan.fetches.empty()) {

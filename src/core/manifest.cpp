@@ -1,8 +1,11 @@
 #include "crunchsecrets/core/manifest.hpp"
 
 #include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/core/supervise.hpp"
+#include "crunchsecrets/util/duration.hpp"
 #include "crunchsecrets/util/fs.hpp"
 
+#include <algorithm>
 #include <set>
 #include <yaml-cpp/yaml.h>
 
@@ -127,9 +130,79 @@ bool is_secret_name(std::string_view name) {
   return true;
 }
 
+std::chrono::milliseconds parse_interval(const Reader& r, const YAML::Node& node,
+                                         const std::string& what) {
+  auto d = util::parse_duration(r.scalar(node, what));
+  if (!d) {
+    r.fail(node, fmt::format("{}: {}", what, d.error()));
+  }
+  return *d;
+}
+
+int parse_signal(const Reader& r, const YAML::Node& node, const std::string& what) {
+  const std::string s = r.scalar(node, what);
+  const auto signo = signal_from(s);
+  if (!signo) {
+    r.fail(node,
+           fmt::format("{} '{}' is not a signal name (HUP, USR1, TERM...) or number", what, s));
+  }
+  return *signo;
+}
+
+// A secret's supervise-mode fields: refresh, on_change, signal.
+void parse_secret_supervise(const Reader& r, const YAML::Node& node, SecretSpec& spec) {
+  if (node["refresh"]) {
+    spec.refresh = parse_interval(r, node["refresh"], "refresh");
+  }
+  if (node["on_change"]) {
+    spec.on_change = r.scalar(node["on_change"], "on_change");
+    if (!change_action_from(spec.on_change)) {
+      r.fail(node["on_change"],
+             fmt::format("on_change '{}' is not one of signal, restart, none", spec.on_change));
+    }
+  }
+  if (node["signal"]) {
+    if (!spec.on_change.empty() && spec.on_change != "signal") {
+      r.fail(node["signal"], "'signal' goes with on_change: signal");
+    }
+    spec.change_signal = parse_signal(r, node["signal"], "signal");
+  }
+}
+
+SuperviseSpec parse_supervise(const Reader& r, const YAML::Node& node) {
+  SuperviseSpec s;
+  s.present = true;
+  if (node.IsNull()) {
+    return s;
+  }
+  r.expect_map(node, "supervise");
+  r.check_keys(node, {"stop_signal", "grace", "on_expiry", "signal_group", "redact"}, "supervise");
+  if (node["stop_signal"]) {
+    s.stop_signal = parse_signal(r, node["stop_signal"], "supervise.stop_signal");
+  }
+  if (node["grace"]) {
+    s.grace = parse_interval(r, node["grace"], "supervise.grace");
+  }
+  if (node["on_expiry"]) {
+    s.on_expiry = r.scalar(node["on_expiry"], "supervise.on_expiry");
+    if (!expiry_action_from(s.on_expiry)) {
+      r.fail(node["on_expiry"],
+             fmt::format("on_expiry '{}' is not one of stop, keep", s.on_expiry));
+    }
+  }
+  if (node["signal_group"]) {
+    s.signal_group = r.boolean(node["signal_group"], "supervise.signal_group");
+  }
+  if (node["redact"]) {
+    s.redact = r.boolean(node["redact"], "supervise.redact");
+  }
+  return s;
+}
+
 SecretSpec parse_secret(const Reader& r, const std::string& name, const YAML::Node& node) {
   r.expect_map(node, fmt::format("secret '{}'", name));
-  r.check_keys(node, {"path", "engine", "key", "version"}, fmt::format("secret '{}'", name));
+  r.check_keys(node, {"path", "engine", "key", "version", "refresh", "on_change", "signal"},
+               fmt::format("secret '{}'", name));
   SecretSpec spec;
   spec.name = name;
   spec.origin = r.origin(node);
@@ -160,6 +233,7 @@ SecretSpec parse_secret(const Reader& r, const std::string& name, const YAML::No
       r.fail(node["version"], "version applies only to KV v2 (engine kv2 or auto)");
     }
   }
+  parse_secret_supervise(r, node, spec);
   return spec;
 }
 
@@ -322,6 +396,12 @@ std::string_view to_string(FileFormat format) {
   return "raw";
 }
 
+bool Manifest::wants_supervise() const {
+  return supervise.present || std::any_of(secrets.begin(), secrets.end(), [](const SecretSpec& s) {
+           return s.refresh.has_value() || !s.on_change.empty();
+         });
+}
+
 const SecretSpec* Manifest::find_secret(std::string_view name) const {
   for (const auto& s : secrets) {
     if (s.name == name) {
@@ -357,7 +437,8 @@ Manifest parse_manifest(std::string_view content, const std::string& file) {
     if (!root.IsMap()) {
       throw Error(ExitCode::invalid_input, "{}:1: a manifest is a mapping with 'version: 1'", file);
     }
-    r.check_keys(root, {"version", "auth", "secrets", "env", "files", "argv", "secrets_dir"},
+    r.check_keys(root,
+                 {"version", "auth", "secrets", "env", "files", "argv", "secrets_dir", "supervise"},
                  "the manifest");
     if (!root["version"]) {
       r.fail(root, "missing 'version: 1'");
@@ -441,6 +522,9 @@ Manifest parse_manifest(std::string_view content, const std::string& file) {
     }
     if (root["secrets_dir"]) {
       m.secrets_dir = r.scalar(root["secrets_dir"], "secrets_dir");
+    }
+    if (root["supervise"]) {
+      m.supervise = parse_supervise(r, root["supervise"]);
     }
   } catch (const YAML::Exception& e) {
     throw Error(ExitCode::invalid_input, "{}:{}: {}", file, e.mark.line + 1, e.msg);

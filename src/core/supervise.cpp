@@ -107,12 +107,13 @@ Session::Session(const Plan& plan, std::vector<vault::Fetched> fetched, VaultOps
   for (std::size_t i = 0; i < m_fetched.size(); ++i) {
     add_lease(i, m_fetched[i], now);
     const auto& f = m_fetched[i];
-    if (m_settings.refresh > Millis{0} && f.kv2 && !m_plan.fetches[i].read.version) {
+    const Millis refresh = policy_of(i).refresh;
+    if (refresh > Millis{0} && f.kv2 && !m_plan.fetches[i].read.version) {
       Poll p;
       p.fetch = i;
       p.metadata_path = kv2_metadata_path(m_plan.fetches[i].read.path);
       p.version = f.version.value_or(0);
-      p.next = now + m_settings.refresh;
+      p.next = now + refresh;
       if (!p.metadata_path.empty()) {
         m_polls.push_back(std::move(p));
       }
@@ -138,6 +139,13 @@ void Session::add_lease(std::size_t fetch, const vault::Fetched& f, Clock::time_
   l.state = supervise::granted_lease(now, Seconds{f.lease_duration}, f.renewable);
   l.increment = Seconds{f.lease_duration};
   m_leases.push_back(std::move(l));
+}
+
+SecretPolicy Session::policy_of(std::size_t fetch) const {
+  if (fetch < m_settings.per_fetch.size()) {
+    return m_settings.per_fetch[fetch];
+  }
+  return SecretPolicy{m_settings.on_change, m_settings.change_signal, m_settings.refresh};
 }
 
 std::string Session::name_of(std::size_t fetch) const {
@@ -302,7 +310,7 @@ void Session::poll(Poll& p, Clock::time_point now) {
   try {
     const std::uint64_t version = m_vault.kv2_current_version(p.metadata_path);
     p.failures = 0;
-    p.next = now + m_settings.refresh;
+    p.next = now + policy_of(p.fetch).refresh;
     if (version == p.version) {
       util::log::debug("supervise: {} unchanged (version {})", name_of(p.fetch), version);
       return;
@@ -315,7 +323,7 @@ void Session::poll(Poll& p, Clock::time_point now) {
     ++m_stats.failures;
     ++p.failures;
     p.next = now + std::min<Millis>(supervise::backoff(p.failures, m_settings.policy),
-                                    m_settings.refresh);
+                                    policy_of(p.fetch).refresh);
     util::log::warning("supervise: re-reading {} failed ({}); the current files are kept",
                        name_of(p.fetch), e.what());
   }
@@ -410,22 +418,23 @@ void Session::changed(std::size_t fetch, vault::Fetched data, Clock::time_point 
                          name_of(fetch), e.what());
     }
   }
+  const SecretPolicy action = policy_of(fetch);
   const std::string new_tag =
       m_fetched[fetch].lease_id.empty() ? "no lease" : lease_tag(m_fetched[fetch].lease_id);
-  util::log::debug("supervise: rotated {}: {} -> {}, {} file(s) rewritten, action {}",
-                   name_of(fetch), old_lease.empty() ? "no lease" : lease_tag(old_lease), new_tag,
-                   files.size(),
-                   m_settings.on_change == ChangeAction::signal
-                       ? fmt::format("signal {}", m_settings.change_signal)
-                       : (m_settings.on_change == ChangeAction::restart ? "restart" : "none"));
-  switch (m_settings.on_change) {
+  util::log::info("supervise: rotated {}: {} -> {}, {} file(s) rewritten, action {}",
+                  name_of(fetch), old_lease.empty() ? "no lease" : lease_tag(old_lease), new_tag,
+                  files.size(),
+                  action.on_change == ChangeAction::signal
+                      ? fmt::format("signal {}", action.change_signal)
+                      : (action.on_change == ChangeAction::restart ? "restart" : "none"));
+  switch (action.on_change) {
   case ChangeAction::signal:
     if (!env_users.empty()) {
       util::log::warning("supervise: {} changed; the environment variable {} keeps its old "
                          "value until the child restarts (on_change: restart)",
                          name_of(fetch), env_users.front());
     }
-    m_child.signal(m_settings.change_signal);
+    m_child.signal(action.change_signal);
     break;
   case ChangeAction::restart:
     begin_stop(true, now);

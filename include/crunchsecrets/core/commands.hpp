@@ -3,6 +3,7 @@
 
 #include "crunchsecrets/core/auth.hpp"
 #include "crunchsecrets/core/deliver.hpp"
+#include "crunchsecrets/core/supervise_run.hpp"
 
 #include <chrono>
 #include <string>
@@ -23,6 +24,7 @@ struct CommonOptions {
   std::string vault_addr;
   std::chrono::milliseconds wait{60000};
   std::vector<std::string> command;
+  SuperviseOptions supervise; // run only
 };
 
 // Runs COMMAND with its secrets. Returns only on failure (an exit code); throws `core::Error`.

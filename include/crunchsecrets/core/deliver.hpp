@@ -29,7 +29,11 @@ public:
   // written. Throws `core::Error` (cannot_create) naming the file; leaves nothing behind.
   static FileDelivery write(const Plan& plan, const Resolver& resolver,
                             const SecretsDirOptions& options);
-  // Removes what was written (used when exec fails).
+  // Supervise mode: renders the files at `indexes` (into plan.files) again and replaces each
+  // atomically. Throws `core::Error` (cannot_create); files not yet replaced keep their old
+  // content. Defined in supervise_run.cpp.
+  void rewrite(const Plan& plan, const std::vector<std::size_t>& indexes, const Resolver& resolver);
+  // Removes what was written (used when exec fails, and when a supervised run ends).
   void remove_all() noexcept;
   void keep() noexcept { m_keep = true; }
   const std::string& directory() const { return m_dir; }

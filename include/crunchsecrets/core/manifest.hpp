@@ -3,6 +3,7 @@
 
 #include "crunchsecrets/core/reference.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -24,6 +25,21 @@ struct SecretSpec {
   std::optional<std::string> key;
   std::optional<std::uint64_t> version;
   std::string origin; // "file:line" for messages
+  // Supervise mode (README.md, "Supervise mode"): how often to re-check a KV v2 secret's
+  // version (absent: never), and what to do when the secret's data changes.
+  std::optional<std::chrono::milliseconds> refresh;
+  std::string on_change; // "signal", "restart", "none"; empty = the default (signal)
+  int change_signal = 0; // for on_change signal; 0 = the default (SIGHUP)
+};
+
+// The manifest's `supervise:` block: its presence selects supervise mode.
+struct SuperviseSpec {
+  bool present = false;
+  int stop_signal = 0;                            // 0 = SIGTERM
+  std::optional<std::chrono::milliseconds> grace; // before SIGKILL; default 10 s
+  std::string on_expiry;                          // "stop" or "keep"; empty = stop
+  bool signal_group = false;                      // forward signals to the process group
+  bool redact = false;                            // same as --redact
 };
 
 enum class FileFormat { raw, json, dotenv, ini, aws_credentials, templated };
@@ -63,7 +79,11 @@ struct Manifest {
   AuthSpec auth;
   bool argv_templates = false;
   std::string secrets_dir;
+  SuperviseSpec supervise;
 
+  // True when the manifest asks for supervise mode: a `supervise:` block, or a secret with
+  // `refresh` or `on_change`.
+  bool wants_supervise() const;
   const SecretSpec* find_secret(std::string_view name) const;
 };
 

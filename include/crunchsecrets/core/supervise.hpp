@@ -21,6 +21,14 @@ namespace cs::core {
 enum class ChangeAction { signal, restart, none };
 enum class ExpiryAction { stop, keep };
 
+// How one secret reacts to new data: its change action and KV v2 refresh interval.
+struct SecretPolicy {
+  ChangeAction on_change = ChangeAction::signal;
+  int change_signal = SIGHUP;
+  // Interval for re-checking a KV v2 secret by version; 0 = never.
+  supervise::Millis refresh{0};
+};
+
 // How a supervised run reacts; from the manifest's `supervise:` block and the command line.
 struct SuperviseSettings {
   ChangeAction on_change = ChangeAction::signal;
@@ -34,6 +42,9 @@ struct SuperviseSettings {
   // Arvados) and `--keep-token` was not given. A token the user passed in is never revoked.
   bool revoke_token = false;
   supervise::SchedulePolicy policy;
+  // Per fetch (index into plan.fetches), from the manifest secret that names it. Fetches
+  // beyond the end use `on_change`, `change_signal` and `refresh` above.
+  std::vector<SecretPolicy> per_fetch;
 };
 
 // Names a change action / expiry action / signal for the manifest parser and messages.
@@ -147,6 +158,7 @@ private:
   void add_lease(std::size_t fetch, const vault::Fetched& f, Clock::time_point now);
   void redact_values(std::size_t fetch);
   std::string name_of(std::size_t fetch) const;
+  SecretPolicy policy_of(std::size_t fetch) const;
   Resolver resolver() const;
 
   const Plan& m_plan;

@@ -31,6 +31,13 @@ struct Fetched {
   bool renewable = false;
 };
 
+// A lease's (or the token's) state after renew or lookup: seconds left and whether it can be
+// extended.
+struct LeaseInfo {
+  std::int64_t ttl = 0;
+  bool renewable = false;
+};
+
 // What to read: an API path (without query) and an optional KV v2 version.
 struct ReadSpec {
   std::string path;
@@ -59,6 +66,26 @@ public:
 
   // Asks sys/capabilities-self for `paths`; returns each path's capabilities.
   std::vector<std::vector<std::string>> capabilities(const std::vector<std::string>& paths);
+
+  // Supervise mode (src/vault/lease.cpp). Each throws `core::Error` like a read: `unavailable`
+  // when retrying may help, another code when Vault refused.
+  //
+  // Reads one spec (a re-fetch of new credentials).
+  Fetched read(const ReadSpec& spec);
+  // PUT sys/leases/renew: extends `lease_id` by `increment` seconds.
+  LeaseInfo renew_lease(const std::string& lease_id, std::int64_t increment);
+  // PUT sys/leases/revoke: ends `lease_id` now (the engine drops the credentials).
+  void revoke_lease(const std::string& lease_id);
+  // GET auth/token/lookup-self: the token's remaining TTL (0 = no expiry) and renewability.
+  LeaseInfo lookup_self();
+  // POST auth/token/renew-self.
+  LeaseInfo renew_self(std::int64_t increment);
+  // POST auth/token/revoke-self: the token (and every lease it created) ends now.
+  void revoke_self();
+  // KV v2: `current_version` from the metadata endpoint `metadata_path` (no value is read).
+  std::uint64_t kv2_current_version(const std::string& metadata_path);
+  // Retries of later requests stop at `deadline` (supervise mode gives each round its own).
+  void set_deadline(Clock::time_point deadline) { m_deadline = deadline; }
 
   bool logged_in() const { return !m_token.empty(); }
   // The client token in use (for `prepare`, which hands it to `cleanup` to revoke).

@@ -1,0 +1,336 @@
+#include "crunchsecrets/core/supervise_run.hpp"
+
+#include "crunchsecrets/core/deliver.hpp"
+#include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/core/supervise.hpp"
+#include "crunchsecrets/util/log.hpp"
+#include "crunchsecrets/vault/curl_transport.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <unistd.h>
+
+namespace cs::core {
+
+namespace {
+
+using Clock = supervise::Clock;
+
+// How long one round of Vault requests may retry while the child runs. The supervisor's loop
+// waits for it (output and signals queue meanwhile), so it is short; the session's own backoff
+// spaces the rounds.
+constexpr std::chrono::seconds k_round_budget{5};
+
+// The session's Vault requests, made with the logged-in client.
+class ClientOps : public VaultOps {
+public:
+  explicit ClientOps(vault::Client& client) : m_client(client) {}
+  vault::Fetched read(const vault::ReadSpec& spec) override {
+    arm();
+    return m_client.read(spec);
+  }
+  std::uint64_t kv2_current_version(const std::string& metadata_path) override {
+    arm();
+    return m_client.kv2_current_version(metadata_path);
+  }
+  LeaseAnswer renew_lease(const std::string& lease_id, std::int64_t increment) override {
+    arm();
+    return answer(m_client.renew_lease(lease_id, increment));
+  }
+  LeaseAnswer lookup_token() override {
+    arm();
+    return answer(m_client.lookup_self());
+  }
+  LeaseAnswer renew_token(std::int64_t increment) override {
+    arm();
+    return answer(m_client.renew_self(increment));
+  }
+  void revoke_lease(const std::string& lease_id) override {
+    arm();
+    m_client.revoke_lease(lease_id);
+  }
+  void revoke_token() override {
+    arm();
+    m_client.revoke_self();
+  }
+
+private:
+  void arm() { m_client.set_deadline(vault::Clock::now() + k_round_budget); }
+  static LeaseAnswer answer(const vault::LeaseInfo& info) { return {info.ttl, info.renewable}; }
+  vault::Client& m_client;
+};
+
+// The session's effects on the child: files rewritten in place, signals, (re)starts, and
+// redaction of the child's output.
+class SupervisorEffects : public ChildEffects {
+public:
+  SupervisorEffects(supervise::Supervisor& sup, const Plan& plan, const SuperviseContext& ctx,
+                    bool own_group)
+      : m_sup(sup), m_plan(plan), m_ctx(ctx), m_own_group(own_group) {}
+
+  void set_files(FileDelivery* files) { m_files = files; }
+
+  void rewrite_files(const std::vector<std::size_t>& files, const Resolver& resolver) override {
+    if (m_files != nullptr) {
+      m_files->rewrite(m_plan, files, resolver);
+    }
+  }
+  void signal(int signo) override { m_sup.signal_child(signo); }
+  void start(const Resolver& resolver) override {
+    std::vector<util::Secret> argv = build_child_argv(m_plan, &resolver);
+    ChildEnvOptions env_options;
+    env_options.pass_auth_env = m_ctx.pass_auth_env;
+    env_options.scrub_arvados_token = m_ctx.scrub_arvados_token;
+    if (!m_plan.files.empty()) {
+      env_options.secrets_dir = m_ctx.secrets_dir;
+    }
+    EnvBlock env = build_child_env(m_ctx.environ, m_plan, &resolver, env_options);
+    std::vector<char*> argv_ptrs;
+    for (auto& a : argv) {
+      argv_ptrs.push_back(const_cast<char*>(a.reveal().data()));
+    }
+    argv_ptrs.push_back(nullptr);
+    std::vector<char*> env_ptrs;
+    for (auto& e : env) {
+      env_ptrs.push_back(const_cast<char*>(e.reveal().data()));
+    }
+    env_ptrs.push_back(nullptr);
+    supervise::SpawnOptions spawn_options;
+    spawn_options.own_process_group = m_own_group;
+    const supervise::Spawned s = m_sup.spawn(argv_ptrs.data(), env_ptrs.data(), spawn_options);
+    m_exec_errno = s.exec_errno;
+    if (s.exec_errno != 0) {
+      m_failed_status = s.exec_errno == ENOENT || s.exec_errno == ENOTDIR ? 127 : 126;
+      util::log::write(util::log::Level::error,
+                       fmt::format("cannot execute '{}': {}", m_plan.argv_text.front(),
+                                   std::strerror(s.exec_errno)),
+                       m_failed_status);
+    } else {
+      util::log::debug("supervise: started '{}' as pid {}", m_plan.argv_text.front(), s.pid);
+    }
+  }
+  void redact(const std::string& name, const util::Secret& value) override {
+    m_sup.redact(name, value);
+  }
+
+  // Set when the last start failed: the status to exit with (127 not found, 126 otherwise).
+  int failed_status() const { return m_exec_errno != 0 ? m_failed_status : 0; }
+
+private:
+  supervise::Supervisor& m_sup;
+  const Plan& m_plan;
+  const SuperviseContext& m_ctx;
+  bool m_own_group;
+  FileDelivery* m_files = nullptr;
+  int m_exec_errno = 0;
+  int m_failed_status = 0;
+};
+
+// The session as the supervisor's hooks, ending the loop when a restart could not exec.
+class RunHooks : public supervise::Hooks {
+public:
+  RunHooks(Session& session, SupervisorEffects& effects) : m_session(session), m_effects(effects) {}
+  Clock::time_point next_wakeup() override { return m_session.next_wakeup(); }
+  void on_timer(Clock::time_point now) override { m_session.on_timer(now); }
+  bool on_child_exit(int wait_status) override {
+    const bool done = m_session.on_child_exit(wait_status);
+    return done || m_effects.failed_status() != 0;
+  }
+
+private:
+  Session& m_session;
+  SupervisorEffects& m_effects;
+};
+
+// The settings of this run: the manifest's `supervise:` block and per-secret fields, and the
+// command line.
+SuperviseSettings settings_for(const Plan& plan, const SuperviseContext& ctx,
+                               const std::string& method) {
+  SuperviseSettings s;
+  const Manifest* m = plan.manifest;
+  if (m != nullptr) {
+    if (m->supervise.stop_signal != 0) {
+      s.stop_signal = m->supervise.stop_signal;
+    }
+    if (m->supervise.grace) {
+      s.grace = *m->supervise.grace;
+    }
+    if (!m->supervise.on_expiry.empty()) {
+      s.on_expiry = expiry_action_from(m->supervise.on_expiry).value_or(ExpiryAction::stop);
+    }
+  }
+  // Only a token crunch-secrets obtained itself is revoked; one the user passed in is theirs.
+  s.revoke_token = !ctx.options.keep_token && method != "token";
+  for (const auto& f : plan.fetches) {
+    SecretPolicy p{s.on_change, s.change_signal, s.refresh};
+    const SecretSpec* spec = nullptr;
+    if (m != nullptr) {
+      for (const auto& candidate : m->secrets) {
+        if (candidate.path == f.read.path && candidate.version == f.read.version) {
+          spec = &candidate;
+          break;
+        }
+      }
+    }
+    if (spec != nullptr) {
+      if (!spec->on_change.empty()) {
+        p.on_change = change_action_from(spec->on_change).value_or(ChangeAction::signal);
+      }
+      if (spec->change_signal != 0) {
+        p.change_signal = spec->change_signal;
+      }
+      if (spec->refresh) {
+        p.refresh = *spec->refresh;
+      }
+    }
+    s.per_fetch.push_back(p);
+  }
+  return s;
+}
+
+supervise::SupervisorOptions supervisor_options(const Plan& plan, const SuperviseContext& ctx) {
+  supervise::SupervisorOptions o;
+  const bool redact = ctx.options.redact || (plan.manifest && plan.manifest->supervise.redact);
+  if (redact) {
+    // A terminal stays a terminal for the child (colour, window size, line buffering): it
+    // gets a pseudo-terminal whose output crunch-secrets filters.
+    o.stdout_mode = ::isatty(1) == 1 ? supervise::OutputMode::pty : supervise::OutputMode::pipe;
+    o.stderr_mode = ::isatty(2) == 1 ? supervise::OutputMode::pty : supervise::OutputMode::pipe;
+  }
+  o.forward_to_group =
+      ctx.options.signal_group || (plan.manifest && plan.manifest->supervise.signal_group);
+  return o;
+}
+
+std::vector<vault::ReadSpec> reads_of(const Plan& plan) {
+  std::vector<vault::ReadSpec> reads;
+  for (const auto& f : plan.fetches) {
+    reads.push_back(f.read);
+  }
+  return reads;
+}
+
+} // namespace
+
+bool wants_supervise(const SuperviseOptions& options, const Plan& plan) {
+  return options.supervise || options.redact || options.signal_group ||
+         (plan.manifest != nullptr && plan.manifest->wants_supervise());
+}
+
+int run_supervised(const Plan& plan, const SuperviseContext& ctx) {
+  // Signals are blocked before anything is fetched or written, and read from a signalfd once
+  // the child runs; a SIGTERM before that waits and is forwarded to the child.
+  supervise::SignalBlock block;
+  const auto start = vault::Clock::now();
+  std::optional<vault::CurlTransport> transport;
+  std::optional<vault::Client> client;
+  std::vector<vault::Fetched> fetched;
+  std::string method = "token";
+  if (!plan.fetches.empty()) {
+    transport.emplace(ctx.config);
+    client.emplace(ctx.config, *transport, start + ctx.wait);
+    method = choose_method(ctx.auth, ctx.env);
+    login(*client, ctx.auth, ctx.env);
+    fetched = client->read_all(reads_of(plan));
+    Resolver(plan, fetched).check_engines();
+  }
+  const supervise::SupervisorOptions sopts = supervisor_options(plan, ctx);
+  supervise::Supervisor sup(block, sopts);
+  SupervisorEffects effects(sup, plan, ctx, sopts.forward_to_group);
+  std::optional<ClientOps> ops;
+  // A plan without fetches still runs supervised (signals, reaping, exit status).
+  struct NoVault : VaultOps {
+    vault::Fetched read(const vault::ReadSpec&) override { return {}; }
+    std::uint64_t kv2_current_version(const std::string&) override { return 0; }
+    LeaseAnswer renew_lease(const std::string&, std::int64_t) override { return {}; }
+    LeaseAnswer lookup_token() override { return {}; }
+    LeaseAnswer renew_token(std::int64_t) override { return {}; }
+    void revoke_lease(const std::string&) override {}
+    void revoke_token() override {}
+  } no_vault;
+  VaultOps* vault_ops = &no_vault;
+  if (client) {
+    vault_ops = &ops.emplace(*client);
+  }
+  SuperviseSettings settings = settings_for(plan, ctx, method);
+  if (!client) {
+    settings.revoke_token = false;
+  }
+  Session session(plan, fetched, *vault_ops, effects, settings, Clock::now());
+  std::optional<FileDelivery> files;
+  try {
+    session.begin(Clock::now());
+    const Resolver resolver(plan, session.fetched());
+    // Render everything before writing anything (build_child_* throw on a missing key).
+    build_child_argv(plan, &resolver);
+    if (!plan.files.empty()) {
+      files.emplace(FileDelivery::write(plan, resolver,
+                                        SecretsDirOptions{ctx.secrets_dir, ctx.allow_non_tmpfs}));
+      effects.set_files(&*files);
+      util::log::debug("wrote {} file(s) in {}", files->count(), ctx.secrets_dir);
+    }
+    effects.start(resolver);
+  } catch (...) {
+    session.shutdown();
+    throw;
+  }
+  int status = 0;
+  if (effects.failed_status() != 0) {
+    status = effects.failed_status();
+  } else {
+    RunHooks hooks(session, effects);
+    status = sup.run(hooks);
+    if (effects.failed_status() != 0) {
+      status = effects.failed_status();
+    }
+  }
+  const int failed = session.shutdown();
+  if (files) {
+    files->remove_all();
+  }
+  const auto& st = session.stats();
+  util::log::debug(
+      "supervise: done, exit status {}: {} lease renewal(s), {} token renewal(s), {} "
+      "rotation(s), {} failed request round(s), {} failed revocation(s); files removed",
+      status, st.renewals, st.token_renewals, st.rotations, st.failures, failed);
+  return status;
+}
+
+} // namespace cs::core
+
+namespace cs::core {
+
+// Supervise mode's re-rendering (declared with FileDelivery): every file is rendered first,
+// so a missing key leaves all old files in place; each then replaces its predecessor by
+// rename, so a reader sees the old or the new content, never a mix.
+void FileDelivery::rewrite(const Plan& plan, const std::vector<std::size_t>& indexes,
+                           const Resolver& resolver) {
+  std::vector<util::Secret> contents;
+  contents.reserve(indexes.size());
+  for (std::size_t i : indexes) {
+    contents.push_back(resolver.render_file(plan.files.at(i)));
+  }
+  for (std::size_t k = 0; k < indexes.size(); ++k) {
+    const std::size_t i = indexes[k];
+    const FileSpec& f = plan.files[i];
+    if (i >= m_files.size()) {
+      continue;
+    }
+    auto file = util::AtomicFile::create(m_parent_fds[i].get(), m_files[i]->name(), f.mode);
+    if (!file) {
+      throw Error(ExitCode::cannot_create, "file {} ({}): {}", f.path, f.origin, file.error());
+    }
+    auto owned = std::make_unique<util::AtomicFile>(std::move(*file));
+    if (auto s = owned->write_all(contents[k].reveal()); !s) {
+      throw Error(ExitCode::cannot_create, "file {} ({}): {}", f.path, f.origin, s.error());
+    }
+    contents[k].clear();
+    if (auto s = owned->commit(); !s) {
+      throw Error(ExitCode::cannot_create, "file {} ({}): {}", f.path, f.origin, s.error());
+    }
+    m_files[i] = std::move(owned);
+  }
+}
+
+} // namespace cs::core
