@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The crunch-secrets demo: builds everything, starts a real OpenBao dev server (and, for the
 # Arvados part, the Arvados API stand-in with vault-plugin-auth-arvados), stores demo secrets,
-# and runs a command through crunch-secrets three ways. The command only shows the first three
+# runs a command through crunch-secrets three ways, and then supervises a job with dynamic
+# PostgreSQL credentials. The command only shows the first three
 # characters of each value it received.
 set -euo pipefail
 
@@ -72,6 +73,11 @@ VAULT_TOKEN=$root_token "$cs" run -v -m examples/manifest.yml \
 if [[ -x examples/demo-arvados.sh ]]; then
   say "3. inside an Arvados container: log in with the container's own Arvados token"
   BAO_ADDR=$VAULT_ADDR ROOT_TOKEN=$root_token WORK=$work CS=$cs bash examples/demo-arvados.sh
+fi
+
+if [[ -x examples/demo-supervise.sh ]]; then
+  say "4. supervise mode: dynamic PostgreSQL credentials renewed, rotated and revoked"
+  BAO_ADDR=$VAULT_ADDR ROOT_TOKEN=$root_token WORK=$work CS=$cs bash examples/demo-supervise.sh
 fi
 
 say "done: secrets reached the command's environment and tmpfs files; none was printed or logged"

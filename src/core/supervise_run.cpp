@@ -20,7 +20,7 @@ using Clock = supervise::Clock;
 // How long one round of Vault requests may retry while the child runs. The supervisor's loop
 // waits for it (output and signals queue meanwhile), so it is short; the session's own backoff
 // spaces the rounds.
-constexpr std::chrono::seconds k_round_budget{5};
+constexpr std::chrono::seconds k_round_budget{2};
 
 // The session's Vault requests, made with the logged-in client.
 class ClientOps : public VaultOps {
@@ -219,9 +219,6 @@ bool wants_supervise(const SuperviseOptions& options, const Plan& plan) {
 }
 
 int run_supervised(const Plan& plan, const SuperviseContext& ctx) {
-  // Signals are blocked before anything is fetched or written, and read from a signalfd once
-  // the child runs; a SIGTERM before that waits and is forwarded to the child.
-  supervise::SignalBlock block;
   const auto start = vault::Clock::now();
   std::optional<vault::CurlTransport> transport;
   std::optional<vault::Client> client;
@@ -233,8 +230,11 @@ int run_supervised(const Plan& plan, const SuperviseContext& ctx) {
     method = choose_method(ctx.auth, ctx.env);
     login(*client, ctx.auth, ctx.env);
     fetched = client->read_all(reads_of(plan));
-    Resolver(plan, fetched).check_engines();
   }
+  // From here on crunch-secrets holds leases and writes files: signals are blocked (a Ctrl-C
+  // during a long login still ends it at once, with nothing to clean up) and read from a
+  // signalfd once the child runs; a SIGTERM meanwhile waits and is forwarded to the child.
+  supervise::SignalBlock block;
   const supervise::SupervisorOptions sopts = supervisor_options(plan, ctx);
   supervise::Supervisor sup(block, sopts);
   SupervisorEffects effects(sup, plan, ctx, sopts.forward_to_group);
@@ -262,6 +262,7 @@ int run_supervised(const Plan& plan, const SuperviseContext& ctx) {
   try {
     session.begin(Clock::now());
     const Resolver resolver(plan, session.fetched());
+    resolver.check_engines();
     // Render everything before writing anything (build_child_* throw on a missing key).
     build_child_argv(plan, &resolver);
     if (!plan.files.empty()) {

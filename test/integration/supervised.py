@@ -19,7 +19,8 @@ DBCHILD = REPO_ROOT / "test" / "integration" / "dbchild.py"
 
 
 class Supervised:
-    """One background run of `crunch-secrets <args>`."""
+    """One background run of `crunch-secrets <args>`; "{secrets}" in an `env` value is replaced
+    by the run's secrets directory."""
 
     def __init__(self, runner: Runner, args: list[str], env: dict[str, str | None] | None = None, *,
                  bao: BaoServer | None = None, token: str | None = "root", prefix: list[str] = (),
@@ -33,7 +34,7 @@ class Supervised:
             if v is None:
                 full.pop(k, None)
             else:
-                full[k] = v
+                full[k] = v.replace("{secrets}", str(self.secrets_dir))
         self.argv = list(prefix) + [str(crunch_secrets_bin())] + args
         self.out_path = self.work / "stdout"
         self.err_path = self.work / "stderr"

@@ -153,7 +153,8 @@ def test_d2_login_token_revoked_before_exec(cs, bao, world):
     assert "revoked" in r.err, "--verbose must say the token was revoked: " + r.describe()
 
 
-@open_defect(2, "no --keep-token option")
+# `--keep-token` exists since supervise mode (which revokes the token it obtained at exit);
+# this checks that exec mode with it leaves the login token valid.
 def test_d2_keep_token_keeps_it(cs, bao, world):
     before = approle_tokens(bao)
     r = cs.run(["run", "--auth", "approle", "--keep-token", "--", "{probe}"], approle_env(bao, world),
