@@ -15,8 +15,72 @@ using util::SecretJson;
 
 namespace {
 
+// Vault's answers nest a few levels deep; the parsed value is later walked recursively (dump,
+// wipe), so a hostile answer nested deeper than this is refused before parsing.
+constexpr std::size_t k_max_nesting = 100;
+
+// True when arrays/objects in the JSON text `body` nest deeper than `limit` (brackets inside
+// strings do not count). One pass, no recursion.
+bool nests_deeper_than(const util::SecureString& body, std::size_t limit) {
+  std::size_t depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (const char c : body) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) {
+        return true;
+      }
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
+// Parses a body; a body nested too deeply is treated as not JSON (discarded).
 SecretJson parse_body(const util::SecureString& body) {
+  if (nests_deeper_than(body, k_max_nesting)) {
+    return SecretJson(SecretJson::value_t::discarded);
+  }
   return SecretJson::parse(body.begin(), body.end(), nullptr, false);
+}
+
+// Parses the body of a successful answer for `what`; throws a protocol error for one nested
+// too deeply.
+SecretJson parse_answer(const util::SecureString& body, const std::string& what) {
+  if (nests_deeper_than(body, k_max_nesting)) {
+    throw Error(ExitCode::protocol,
+                "{}: Vault's answer is nested more than {} levels deep, which no Vault endpoint "
+                "answers: check VAULT_ADDR and what is between crunch-secrets and Vault",
+                what, k_max_nesting);
+  }
+  return SecretJson::parse(body.begin(), body.end(), nullptr, false);
+}
+
+// True when any string in `j` equals `token`.
+bool holds_string(const SecretJson& j, std::string_view token) {
+  if (j.is_string()) {
+    const auto& s = j.get_ref<const SecretJson::string_t&>();
+    return std::string_view(s.data(), s.size()) == token;
+  }
+  if (j.is_structured()) {
+    for (const auto& child : j) {
+      if (holds_string(child, token)) {
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 // Builds a JSON request body from string fields, held as a Secret.
@@ -40,7 +104,11 @@ bool is_retryable(const Response& r) {
   if (r.status == 0) {
     return !r.permanent;
   }
-  return r.status == 412 || r.status == 429 || (r.status >= 500 && r.status != 501);
+  // 307 is a standby's redirect to the active node: it is never followed (that would send the
+  // token to whatever host it names), only retried at the configured address until the
+  // standby forwards again, as during a leader election.
+  return r.status == 307 || r.status == 412 || r.status == 429 ||
+         (r.status >= 500 && r.status != 501);
 }
 
 std::chrono::milliseconds backoff_delay(unsigned attempt, std::mt19937_64& rng) {
@@ -97,7 +165,7 @@ Client::Client(Config config, Transport& transport, Clock::time_point deadline)
   }
 }
 
-std::vector<Response> Client::send(const std::vector<Request>& requests) {
+std::vector<Response> Client::send(const std::vector<Request>& requests, bool single_use) {
   std::vector<Response> results(requests.size());
   std::vector<std::size_t> pending(requests.size());
   for (std::size_t i = 0; i < pending.size(); ++i) {
@@ -113,7 +181,10 @@ std::vector<Response> Client::send(const std::vector<Request>& requests) {
     std::vector<std::size_t> retry;
     for (std::size_t k = 0; k < pending.size(); ++k) {
       results[pending[k]] = std::move(responses[k]);
-      if (is_retryable(results[pending[k]])) {
+      const Response& got = results[pending[k]];
+      // A single-use request (an unwrap, a login with a secret id) is sent again only when it
+      // provably never left: otherwise it may have been used, and a second try would fail.
+      if (is_retryable(got) && (!single_use || (got.status == 0 && got.not_sent))) {
         retry.push_back(pending[k]);
       }
     }
@@ -145,6 +216,12 @@ std::vector<Response> Client::send(const std::vector<Request>& requests) {
 void Client::fail(const Response& r, const std::string& what, ExitCode on_400,
                   const std::string& hint_403) const {
   const std::string elapsed = seconds_text(Clock::now() - m_start);
+  if (r.status == 0 && r.too_large) {
+    throw Error(ExitCode::protocol,
+                "Vault at {} answered {} with a response too large: {}: check VAULT_ADDR and "
+                "the path",
+                m_config.address, what, r.transport_error);
+  }
   if (r.status == 0 && r.permanent) {
     throw Error(ExitCode::config,
                 "cannot connect to Vault at {} for {}: {}: check VAULT_ADDR, VAULT_CACERT, "
@@ -183,8 +260,19 @@ void Client::fail(const Response& r, const std::string& what, ExitCode on_400,
   }
 }
 
+void Client::fail_single_use(const Response& r, const std::string& what) const {
+  if (is_retryable(r) && !(r.status == 0 && r.not_sent)) {
+    const std::string got = r.status == 0 ? r.transport_error : fmt::format("HTTP {}", r.status);
+    throw Error(ExitCode::unavailable,
+                "{}: the outcome is unknown ({} after the request was sent to {}); it is not "
+                "retried because the credential may be single use and already consumed: check "
+                "Vault's status, then retry with the same credential or issue a new one",
+                what, got, m_config.address);
+  }
+}
+
 void Client::take_auth(const Response& r, const std::string& what) {
-  SecretJson j = parse_body(r.body);
+  SecretJson j = parse_answer(r.body, what);
   const SecretJson* token = nullptr;
   if (j.is_object() && j.contains("auth") && j["auth"].is_object() &&
       j["auth"].contains("client_token") && j["auth"]["client_token"].is_string()) {
@@ -224,12 +312,14 @@ void Client::login_approle(const std::string& mount, const Secret& role_id,
   req[0].path = fmt::format("auth/{}/login", mount);
   req[0].body = json_body({{"role_id", role_id.reveal()}, {"secret_id", secret_id.reveal()}});
   const std::string what = fmt::format("AppRole login at auth/{}", mount);
-  auto r = send(req);
+  auto r = send(req, true);
+  fail_single_use(r[0], what);
   if (!r[0].http_ok()) {
     fail(r[0], what, ExitCode::auth_failed, "check the AppRole's configuration");
   }
   take_auth(r[0], what);
   m_credentials.push_back(m_token);
+  m_owns_token = true;
 }
 
 void Client::login_wrapped(const Secret& wrapping_token) {
@@ -238,7 +328,8 @@ void Client::login_wrapped(const Secret& wrapping_token) {
   req[0].method = "POST";
   req[0].path = "sys/wrapping/unwrap";
   req[0].token = &wrapping_token;
-  auto r = send(req);
+  auto r = send(req, true);
+  fail_single_use(r[0], "unwrapping the response-wrapping token");
   if (r[0].status == 400) {
     throw Error(ExitCode::auth_failed,
                 "the response-wrapping token was refused by sys/wrapping/unwrap (\"{}\"): it is "
@@ -251,6 +342,7 @@ void Client::login_wrapped(const Secret& wrapping_token) {
   }
   take_auth(r[0], "unwrapping the response-wrapping token");
   m_credentials.push_back(m_token);
+  m_owns_token = true;
 }
 
 void Client::login_arvados(const std::string& mount, const std::string& role,
@@ -273,6 +365,35 @@ void Client::login_arvados(const std::string& mount, const std::string& role,
   }
   take_auth(r[0], what);
   m_credentials.push_back(m_token);
+  m_owns_token = true;
+}
+
+bool Client::revoke_self() {
+  if (m_token.empty()) {
+    return true;
+  }
+  std::vector<Request> req(1);
+  req[0].method = "POST";
+  req[0].path = "auth/token/revoke-self";
+  req[0].token = &m_token;
+  auto r = send(req);
+  if (!r[0].http_ok()) {
+    std::string why;
+    if (r[0].status == 0) {
+      why = r[0].transport_error;
+    } else {
+      const std::string server = server_message(r[0].body, m_credentials);
+      why = fmt::format("HTTP {}{}", r[0].status,
+                        server.empty() ? "" : fmt::format(": \"{}\"", server));
+    }
+    util::log::warning("could not revoke crunch-secrets' Vault token ({}): it stays valid "
+                       "until its TTL ends",
+                       why);
+    return false;
+  }
+  m_token.clear();
+  m_owns_token = false;
+  return true;
 }
 
 std::vector<Fetched> Client::read_all(const std::vector<ReadSpec>& specs) {
@@ -307,7 +428,7 @@ std::vector<Fetched> Client::read_all(const std::vector<ReadSpec>& specs) {
 
 Fetched Client::parse_read(const ReadSpec& spec, const Response& r) const {
   const std::string what = spec.describe;
-  SecretJson j = parse_body(r.body);
+  SecretJson j = r.http_ok() ? parse_answer(r.body, what) : parse_body(r.body);
   struct Wiper {
     SecretJson& j;
     ~Wiper() { util::wipe_json(j); }
@@ -336,6 +457,20 @@ Fetched Client::parse_read(const ReadSpec& spec, const Response& r) const {
   }
   if (!j.is_object() || !j.contains("data") || !j["data"].is_object()) {
     throw Error(ExitCode::protocol, "{}: Vault's answer has no 'data' object", what);
+  }
+  // A token is never delivered (SECURITY.md, "Tokens are never delivered"): an answer with a
+  // login or wrapping block, or holding crunch-secrets' own token anywhere, is refused whatever
+  // its path (a namespace prefix can hide a path that the reference rules would refuse).
+  const bool has_auth = j.contains("auth") && !j["auth"].is_null();
+  const bool has_wrap = j.contains("wrap_info") && !j["wrap_info"].is_null();
+  if (has_auth || has_wrap || (!m_token.empty() && holds_string(j, m_token.reveal()))) {
+    throw Error(ExitCode::protocol,
+                "{}: Vault's answer carries a Vault token ({}), which crunch-secrets never "
+                "delivers: reference a secret, not a login, token or wrapping endpoint",
+                what,
+                has_auth   ? "an 'auth' block"
+                : has_wrap ? "a 'wrap_info' block"
+                           : "its own token");
   }
   Fetched f;
   if (const SecretJson* meta = kv2_metadata(); meta != nullptr && j["data"]["data"].is_object()) {
@@ -383,7 +518,7 @@ std::vector<std::vector<std::string>> Client::capabilities(const std::vector<std
   if (!r[0].http_ok()) {
     fail(r[0], "sys/capabilities-self", ExitCode::protocol, "the token may not use this endpoint");
   }
-  SecretJson j = parse_body(r[0].body);
+  SecretJson j = parse_answer(r[0].body, "sys/capabilities-self");
   std::vector<std::vector<std::string>> out;
   for (const auto& p : paths) {
     std::vector<std::string> caps;

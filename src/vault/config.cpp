@@ -22,31 +22,57 @@ std::optional<std::pair<std::string, std::string>> lookup(const EnvLookup& env,
   return std::nullopt;
 }
 
+// Accepts exactly what Go's strconv.ParseBool accepts, as Vault's own client does for
+// VAULT_SKIP_VERIFY, so one value means the same to both.
 bool parse_bool(const std::string& value, const std::string& var) {
-  if (value == "1" || value == "true" || value == "TRUE" || value == "True" || value == "t" ||
-      value == "yes") {
-    return true;
+  for (const char* t : {"1", "t", "T", "TRUE", "true", "True"}) {
+    if (value == t) {
+      return true;
+    }
   }
-  if (value == "0" || value == "false" || value == "FALSE" || value == "False" || value == "f" ||
-      value == "no") {
-    return false;
+  for (const char* f : {"0", "f", "F", "FALSE", "false", "False"}) {
+    if (value == f) {
+      return false;
+    }
   }
   throw Error(ExitCode::config, "{}='{}' is not a boolean: use true or false", var, value);
 }
 
 } // namespace
 
+std::string normalize_address(const std::string& value, const std::string& source) {
+  std::string address = value;
+  while (!address.empty() && address.back() == '/') {
+    address.pop_back();
+  }
+  const std::size_t scheme_end = address.find("://");
+  const std::string scheme = scheme_end == std::string::npos ? "" : address.substr(0, scheme_end);
+  // The authority ends at the first '/', '?' or '#'; userinfo is whatever precedes an '@' in it.
+  const std::size_t host_start = scheme_end == std::string::npos ? 0 : scheme_end + 3;
+  const std::size_t authority_end = address.find_first_of("/?#", host_start);
+  const std::string authority =
+      address.substr(host_start, authority_end == std::string::npos ? std::string::npos
+                                                                    : authority_end - host_start);
+  if (authority.find('@') != std::string::npos) {
+    // Never echo the value: the part before '@' is a password.
+    throw Error(ExitCode::config,
+                "{} holds credentials before an '@' (userinfo), which Vault does not use and which "
+                "would end up in logs: remove them from the address",
+                source);
+  }
+  if (scheme != "http" && scheme != "https") {
+    throw Error(ExitCode::config, "{}='{}' must start with http:// or https://", source, address);
+  }
+  if (authority.empty()) {
+    throw Error(ExitCode::config, "{}='{}' has no host", source, address);
+  }
+  return address;
+}
+
 Config config_from_env(const EnvLookup& env) {
   Config c;
   if (auto v = lookup(env, "ADDR")) {
-    c.address = v->first;
-    while (!c.address.empty() && c.address.back() == '/') {
-      c.address.pop_back();
-    }
-    if (c.address.rfind("http://", 0) != 0 && c.address.rfind("https://", 0) != 0) {
-      throw Error(ExitCode::config, "{}='{}' must start with http:// or https://", v->second,
-                  c.address);
-    }
+    c.address = normalize_address(v->first, v->second);
   }
   if (auto v = lookup(env, "CACERT")) {
     c.tls.ca_cert = v->first;

@@ -29,13 +29,17 @@ void free_headers(curl_slist* list) {
   curl_slist_free_all(list);
 }
 
+// Vault's answers are small; anything this large is a misconfiguration or an attack.
+constexpr size_t k_max_body = 32 * 1024 * 1024;
+
 size_t on_body(char* data, size_t size, size_t nmemb, void* user) {
-  auto* out = static_cast<util::SecureString*>(user);
+  auto* out = static_cast<Response*>(user);
   const size_t n = size * nmemb;
-  if (out->size() + n > 32 * 1024 * 1024) {
+  if (out->body.size() + n > k_max_body) {
+    out->too_large = true;
     return 0; // refuse absurd answers; curl reports a write error
   }
-  out->append(data, n);
+  out->body.append(data, n);
   return n;
 }
 
@@ -136,7 +140,7 @@ std::string CurlTransport::protocol() const {
 }
 
 std::vector<Response> CurlTransport::perform(const std::vector<const Request*>& requests,
-                                             Clock::time_point deadline) {
+                                             Clock::time_point /*deadline*/) {
   struct Transfer {
     CURL* easy = nullptr;
     curl_slist* headers = nullptr;
@@ -145,12 +149,10 @@ std::vector<Response> CurlTransport::perform(const std::vector<const Request*>& 
   };
   std::vector<Response> responses(requests.size());
   std::vector<Transfer> transfers(requests.size());
-  const auto now = Clock::now();
-  const long remaining_ms = std::max<long>(
-      1, static_cast<long>(
-             std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count()));
+  // Every attempt gets the whole client timeout, as Vault's client gives it: cutting it to what
+  // is left of --wait would fail a healthy but distant Vault (--wait bounds retrying only).
   const long timeout_ms =
-      std::min<long>(remaining_ms, static_cast<long>(m_impl->config.client_timeout.count()));
+      std::max<long>(1, static_cast<long>(m_impl->config.client_timeout.count()));
   const TlsConfig& tls = m_impl->config.tls;
   const std::string user_agent = fmt::format("crunch-secrets/{}", CS_VERSION);
 
@@ -176,7 +178,7 @@ std::vector<Response> CurlTransport::perform(const std::vector<const Request*>& 
     curl_easy_setopt(t.easy, CURLOPT_USERAGENT, user_agent.c_str());
     curl_easy_setopt(t.easy, CURLOPT_ERRORBUFFER, t.errbuf);
     curl_easy_setopt(t.easy, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(t.easy, CURLOPT_WRITEDATA, &responses[i].body);
+    curl_easy_setopt(t.easy, CURLOPT_WRITEDATA, &responses[i]);
     if (!tls.ca_cert.empty()) {
       curl_easy_setopt(t.easy, CURLOPT_CAINFO, tls.ca_cert.c_str());
     }
@@ -246,7 +248,19 @@ std::vector<Response> CurlTransport::perform(const std::vector<const Request*>& 
                                                             : curl_easy_strerror(msg->data.result);
         responses[i].status = 0;
         responses[i].transport_error = detail;
+        if (responses[i].too_large) {
+          responses[i].transport_error =
+              fmt::format("the response is too large (over {} MiB)", k_max_body / (1024 * 1024));
+          responses[i].permanent = true;
+        }
         switch (msg->data.result) {
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_RESOLVE_PROXY:
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_SSL_CONNECT_ERROR:
+          // No connection (or no TLS session over it), so no byte of the request was sent.
+          responses[i].not_sent = true;
+          break;
         case CURLE_SSL_CACERT_BADFILE:
         case CURLE_SSL_CERTPROBLEM:
         case CURLE_PEER_FAILED_VERIFICATION:

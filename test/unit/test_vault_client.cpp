@@ -67,12 +67,12 @@ std::string str(const SecureString& s) {
 
 TEST_SUITE_BEGIN("vault::retry");
 
-TEST_CASE("connection failures, 412, 429 and 5xx except 501 are retryable") {
-  for (long status : {0L, 412L, 429L, 500L, 502L, 503L, 504L, 599L}) {
+TEST_CASE("connection failures, a standby's 307, 412, 429 and 5xx except 501 are retryable") {
+  for (long status : {0L, 307L, 412L, 429L, 500L, 502L, 503L, 504L, 599L}) {
     CAPTURE(status);
     CHECK(is_retryable(resp(status)));
   }
-  for (long status : {200L, 204L, 301L, 400L, 401L, 403L, 404L, 405L, 501L}) {
+  for (long status : {200L, 204L, 301L, 302L, 400L, 401L, 403L, 404L, 405L, 501L}) {
     CAPTURE(status);
     CHECK_FALSE(is_retryable(resp(status)));
   }
@@ -462,6 +462,145 @@ TEST_CASE("unwrapping sends the wrapping token and takes the wrapped client toke
   CHECK(t.batches[1][0].token == std::optional<std::string>("s.unwrapped"));
 }
 
+TEST_CASE("a single-use login that got an answer after it was sent is not retried") {
+  for (long status : {0L, 307L, 429L, 500L, 502L, 503L}) {
+    CAPTURE(status);
+    std::size_t tries = 0;
+    FakeTransport t([&](const Seen&) {
+      ++tries;
+      return status == 0 ? no_connection("Operation timed out") : resp(status);
+    });
+    Client c(config(), t, far());
+    auto e = error_of([&] { c.login_wrapped(Secret(std::string_view("hvs.wrapping-x"))); });
+    REQUIRE(e);
+    CHECK(code_of(*e) == 69);
+    CHECK_CONTAINS(e->what(), "outcome is unknown");
+    CHECK_NOT_CONTAINS(e->what(), "compromise");
+    CHECK(tries == 1);
+    tries = 0;
+    auto e2 = error_of([&] {
+      c.login_approle("approle", Secret(std::string_view("r")), Secret(std::string_view("s")));
+    });
+    REQUIRE(e2);
+    CHECK_CONTAINS(e2->what(), "outcome is unknown");
+    CHECK(tries == 1);
+  }
+}
+
+TEST_CASE("a single-use login is retried while the request provably was not sent") {
+  int tries = 0;
+  FakeTransport t([&](const Seen&) {
+    if (++tries < 3) {
+      Response r = no_connection("Connection refused");
+      r.not_sent = true;
+      return r;
+    }
+    return resp(200, R"({"auth":{"client_token":"s.from-approle"}})");
+  });
+  Client c(config(), t, far());
+  c.login_approle("approle", Secret(std::string_view("r")), Secret(std::string_view("s")));
+  CHECK(c.logged_in());
+  CHECK(tries == 3);
+  CHECK(c.owns_token());
+}
+
+TEST_CASE("an Arvados login may be repeated, so it is retried after a 5xx") {
+  int tries = 0;
+  FakeTransport t([&](const Seen&) {
+    return ++tries < 3 ? resp(503) : resp(200, R"({"auth":{"client_token":"s.arv"}})");
+  });
+  Client c(config(), t, far());
+  c.login_arvados("arvados", "lab", Secret(std::string_view("v2/x/y")));
+  CHECK(tries == 3);
+}
+
+TEST_CASE("revoke_self revokes an obtained token once and forgets it; a given one is not owned") {
+  FakeTransport t([](const Seen& s) {
+    if (s.path == "auth/approle/login") {
+      return resp(200, R"({"auth":{"client_token":"s.from-approle"}})");
+    }
+    return resp(204);
+  });
+  Client c(config(), t, far());
+  c.login_approle("approle", Secret(std::string_view("r")), Secret(std::string_view("s")));
+  REQUIRE(c.owns_token());
+  CHECK(c.revoke_self());
+  REQUIRE(t.batch_sizes() == std::vector<std::size_t>{1, 1});
+  CHECK(t.batches[1][0].method == "POST");
+  CHECK(t.batches[1][0].path == "auth/token/revoke-self");
+  CHECK(t.batches[1][0].token == std::optional<std::string>("s.from-approle"));
+  CHECK_FALSE(c.logged_in());
+  CHECK_FALSE(c.owns_token());
+
+  Client given(config(), t, far());
+  given.use_token(Secret(std::string_view("s.given")));
+  CHECK_FALSE(given.owns_token());
+}
+
+TEST_CASE("a refused revocation is reported as false, not thrown") {
+  FakeTransport t([](const Seen& s) {
+    if (s.path == "sys/wrapping/unwrap") {
+      return resp(200, R"({"auth":{"client_token":"s.unwrapped"}})");
+    }
+    return resp(403, R"({"errors":["permission denied"]})");
+  });
+  Client c(config(), t, far());
+  c.login_wrapped(Secret(std::string_view("hvs.w")));
+  CHECK_FALSE(c.revoke_self());
+}
+
+TEST_CASE("an answer that carries a token is refused whatever the path") {
+  for (const char* body : {R"({"data":{"k":"v"},"auth":{"client_token":"s.other"}})",
+                           R"({"data":{"k":"v"},"wrap_info":{"token":"s.wrapped"}})",
+                           R"({"data":{"id":"s.client-token","policies":["root"]}})",
+                           R"({"data":{"nested":[{"deep":"s.client-token"}]}})"}) {
+    CAPTURE(body);
+    const auto e = read_error(resp(200, body));
+    CHECK(code_of(e) == 76);
+    CHECK_CONTAINS(e.what(), "carries a Vault token");
+    CHECK_NOT_CONTAINS(e.what(), "s.client-token");
+  }
+  // A KV answer with null auth and wrap_info (as Vault sends them) is fine.
+  FakeTransport t([](const Seen&) {
+    return resp(200, R"({"data":{"k":"v"},"auth":null,"wrap_info":null,"lease_id":""})");
+  });
+  Client c(config(), t, far());
+  c.use_token(Secret(std::string_view("s.client-token")));
+  CHECK(c.read_all({spec("kv/a")}).size() == 1);
+}
+
+TEST_CASE("an answer nested too deeply is a protocol error, nesting within the cap is fine") {
+  const std::string deep =
+      R"({"data":{"k":)" + std::string(5000, '[') + std::string(5000, ']') + "}}";
+  const auto e = read_error(resp(200, deep));
+  CHECK(code_of(e) == 76);
+  CHECK_CONTAINS(e.what(), "nested");
+  // Brackets inside strings do not count.
+  const std::string text = R"({"data":{"k":")" + std::string(5000, '[') + R"("}})";
+  FakeTransport t([&](const Seen&) {
+    return resp(200, std::string(R"({"data":{"k":)") + std::string(60, '[') + std::string(60, ']') +
+                         "}}");
+  });
+  Client c(config(), t, far());
+  c.use_token(Secret(std::string_view("s.t")));
+  CHECK(c.read_all({spec("kv/a")}).size() == 1);
+  FakeTransport t2([&](const Seen&) { return resp(200, text); });
+  Client c2(config(), t2, far());
+  c2.use_token(Secret(std::string_view("s.t")));
+  CHECK(c2.read_all({spec("kv/a")}).size() == 1);
+}
+
+TEST_CASE("a response too large fails once as a protocol error") {
+  Response big = no_connection("Failure writing output to destination");
+  big.too_large = true;
+  big.permanent = true;
+  std::size_t requests = 0;
+  const auto e = read_error(big, std::nullopt, &requests);
+  CHECK(code_of(e) == 76);
+  CHECK_CONTAINS(e.what(), "too large");
+  CHECK(requests == 1);
+}
+
 TEST_CASE("a used or expired wrapping token (400) is exit 80 and is not retried") {
   FakeTransport t([](const Seen&) {
     return resp(400, R"({"errors":["wrapping token is not valid or does not exist"]})");
@@ -675,7 +814,7 @@ TEST_CASE("trailing slashes are dropped from the address") {
 }
 
 TEST_CASE("an address without http:// or https:// is refused, naming the variable") {
-  for (const char* addr : {"vault:8200", "ftp://v", "unix:///run/vault.sock"}) {
+  for (const char* addr : {"vault:8200", "ftp://v", "unix:///run/vault.sock", "127.0.0.1:8200"}) {
     CAPTURE(addr);
     const auto e = config_error({{"BAO_ADDR", addr}});
     CHECK(code_of(e) == 78);
@@ -683,14 +822,44 @@ TEST_CASE("an address without http:// or https:// is refused, naming the variabl
   }
 }
 
-TEST_CASE("booleans are read the way the Vault CLI reads them") {
-  for (const char* yes : {"1", "true", "TRUE", "True", "t", "yes"}) {
+TEST_CASE("one validation for every source of the address: the option is checked the same") {
+  CHECK(normalize_address("https://v:8200//", "--vault-addr") == "https://v:8200");
+  CHECK(normalize_address("http://v/prefix/", "--vault-addr") == "http://v/prefix");
+  for (const char* addr : {"127.0.0.1:8200", "ftp://v", "https://", "v"}) {
+    CAPTURE(addr);
+    const auto e = error_of([&] { normalize_address(addr, "--vault-addr"); });
+    REQUIRE(e);
+    CHECK(code_of(*e) == 78);
+    CHECK_CONTAINS(e->what(), "--vault-addr");
+  }
+}
+
+TEST_CASE("an address with user credentials is refused without echoing them") {
+  for (const char* addr :
+       {"http://user:CANARY-pw@vault:8200", "https://CANARY-pw@vault", "CANARY-pw@vault:8200"}) {
+    CAPTURE(addr);
+    const auto e = config_error({{"VAULT_ADDR", addr}});
+    CHECK(code_of(e) == 78);
+    CHECK_CONTAINS(e.what(), "VAULT_ADDR");
+    CHECK_NOT_CONTAINS(e.what(), "CANARY");
+    CHECK_NOT_CONTAINS(e.what(), "user:");
+  }
+  // An '@' after the host (in a path) is not userinfo.
+  CHECK(normalize_address("http://vault:8200/a@b", "x") == "http://vault:8200/a@b");
+}
+
+TEST_CASE("booleans are read the way Go's strconv.ParseBool reads them") {
+  for (const char* yes : {"1", "true", "TRUE", "True", "t", "T"}) {
     CAPTURE(yes);
     CHECK(config_from_env(env_of({{"VAULT_SKIP_VERIFY", yes}})).tls.skip_verify);
   }
-  for (const char* no : {"0", "false", "FALSE", "False", "f", "no"}) {
+  for (const char* no : {"0", "false", "FALSE", "False", "f", "F"}) {
     CAPTURE(no);
     CHECK_FALSE(config_from_env(env_of({{"VAULT_SKIP_VERIFY", no}})).tls.skip_verify);
+  }
+  for (const char* bad : {"yes", "no", "on", "2", "tRUE"}) {
+    CAPTURE(bad);
+    CHECK(code_of(config_error({{"VAULT_SKIP_VERIFY", bad}})) == 78);
   }
   CHECK(config_error({{"VAULT_CLIENT_TIMEOUT", "1" + std::string(400, '0')}}).code() ==
         cs::core::ExitCode::config);

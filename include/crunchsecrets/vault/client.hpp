@@ -15,7 +15,8 @@
 namespace cs::vault {
 
 // True when a response should be retried: no HTTP response (unless the failure is permanent,
-// such as TLS verification), 412, 429, or 5xx except 501.
+// such as TLS verification), 307 (a standby's redirect, never followed), 412, 429, or 5xx
+// except 501.
 bool is_retryable(const Response& response);
 
 // Delay before retry number `attempt` (0-based): full jitter over 100 ms doubling to 2 s.
@@ -60,6 +61,13 @@ public:
   void login_arvados(const std::string& mount, const std::string& role,
                      const util::Secret& arvados_token);
 
+  // Revokes the client token (POST auth/token/revoke-self) and forgets it. Returns false, after
+  // a warning line saying why, when Vault did not confirm. For a token crunch-secrets obtained
+  // itself (`owns_token()`); never call it for a token the caller gave.
+  bool revoke_self();
+  // True when the token came from a login or unwrap made by this client, not from the caller.
+  bool owns_token() const { return m_owns_token; }
+
   // Reads every spec in parallel (one batch, retried as a batch of the failures). Throws on
   // the first failure after all responses are in.
   std::vector<Fetched> read_all(const std::vector<ReadSpec>& specs);
@@ -93,8 +101,12 @@ public:
   const std::string& address() const { return m_config.address; }
 
 private:
-  // Sends `requests` with retries until the deadline; returns final responses.
-  std::vector<Response> send(const std::vector<Request>& requests);
+  // Sends `requests` with retries until the deadline; returns final responses. A `single_use`
+  // request is retried only when it provably was not sent.
+  std::vector<Response> send(const std::vector<Request>& requests, bool single_use = false);
+  // Throws "outcome unknown" when the single-use request `what` got a retryable answer after
+  // it was sent.
+  void fail_single_use(const Response& r, const std::string& what) const;
   void take_auth(const Response& response, const std::string& what);
   // Throws the `core::Error` that a failed `r` for `what` means.
   [[noreturn]] void fail(const Response& r, const std::string& what, core::ExitCode on_400,
@@ -105,6 +117,7 @@ private:
   Transport& m_transport;
   Clock::time_point m_deadline;
   util::Secret m_token;
+  bool m_owns_token = false;
   std::mt19937_64 m_rng;
   std::vector<util::Secret> m_credentials; // copies, redacted from server messages
   Clock::time_point m_start;

@@ -28,14 +28,20 @@ struct Response {
   // Set with `transport_error` when retrying cannot help: a TLS certificate that fails
   // verification, a CA or client certificate file that cannot be used, a malformed URL.
   bool permanent = false;
+  // Set with `transport_error` when the request provably never left this process (the
+  // connection could not be made): only then may a single-use request be sent again.
+  bool not_sent = false;
+  // Set with `transport_error` (and `permanent`) when the body exceeded the size cap.
+  bool too_large = false;
   bool http_ok() const { return status >= 200 && status < 300; }
 };
 
 class Transport {
 public:
   virtual ~Transport() = default;
-  // Performs all `requests` concurrently and returns their responses in the same order. No
-  // request may outlive `deadline`.
+  // Performs all `requests` concurrently and returns their responses in the same order. Each
+  // request gets one full attempt of the configured client timeout (VAULT_CLIENT_TIMEOUT):
+  // `deadline` bounds retrying (the caller's business), not an attempt that has started.
   virtual std::vector<Response> perform(const std::vector<const Request*>& requests,
                                         Clock::time_point deadline) = 0;
   // Counts HTTP requests sent so far (for tests and --verbose timing lines).
