@@ -80,10 +80,7 @@ Prepared prepare(const CommonOptions& o) {
 vault::Config vault_config(const CommonOptions& o) {
   vault::Config c = vault::config_from_env(getenv_opt);
   if (!o.vault_addr.empty()) {
-    c.address = o.vault_addr;
-    while (!c.address.empty() && c.address.back() == '/') {
-      c.address.pop_back();
-    }
+    c.address = vault::normalize_address(o.vault_addr, "--vault-addr");
   }
   if (apply_container_ca(c, file_exists)) {
     util::log::debug("Vault CA: {} (no VAULT_CACERT given)", k_container_ca_bundle);
@@ -145,6 +142,9 @@ int run_command(const CommonOptions& o) {
   const auto deadline = start + o.wait;
   Prepared p = prepare(o);
   const Plan& plan = p.plan;
+  // An earlier run's files go first: whatever happens next, this run's command sees only this
+  // run's files, and a failed run leaves no secret behind (SECURITY.md, "Secret files").
+  retire_secrets_dir(p.dir);
   if (wants_supervise(o.supervise, plan)) {
     return run_supervised(
         plan, SuperviseContext{vault_config(o), merge_auth(o.auth, plan.manifest, getenv_opt),
@@ -152,24 +152,35 @@ int run_command(const CommonOptions& o) {
                                o.pass_auth_env, o.scrub_arvados_token, o.wait, o.supervise});
   }
 
-  std::optional<Resolver> resolver;
+  std::optional<vault::Config> config;
+  std::optional<vault::CurlTransport> transport;
+  std::optional<vault::Client> client;
+  std::vector<vault::Fetched> fetched;
+  std::string leased; // the first fetch that holds a lease, if any
   if (!plan.fetches.empty()) {
-    const vault::Config config = vault_config(o);
-    vault::CurlTransport transport(config);
-    vault::Client client(config, transport, deadline);
+    config.emplace(vault_config(o));
+    transport.emplace(*config);
+    client.emplace(*config, *transport, deadline);
     const AuthOptions auth = merge_auth(o.auth, plan.manifest, getenv_opt);
-    login(client, auth, getenv_opt);
-    auto fetched = client.read_all(reads_of(plan));
-    resolver.emplace(plan, std::move(fetched));
-    resolver->check_engines();
+    login(*client, auth, getenv_opt);
+    fetched = client->read_all(reads_of(plan));
+    for (std::size_t i = 0; i < fetched.size() && leased.empty(); ++i) {
+      if (!fetched[i].lease_id.empty()) {
+        leased = plan.fetches[i].read.describe;
+      }
+    }
     util::log::debug(
         "fetched {} secret(s) with {} request(s) over {} new connection(s) ({}) "
         "in {} ms",
-        plan.fetches.size(), transport.requests_sent(), transport.connections_opened(),
-        transport.protocol(),
+        plan.fetches.size(), transport->requests_sent(), transport->connections_opened(),
+        transport->protocol(),
         std::chrono::duration_cast<std::chrono::milliseconds>(vault::Clock::now() - start).count());
   }
-  const Resolver* r = resolver ? &*resolver : nullptr;
+  // Without fetches (literal-only templates) the resolver has nothing to look up but still
+  // renders, so every sink has one.
+  const Resolver resolver(plan, std::move(fetched));
+  resolver.check_engines();
+  const Resolver* r = &resolver;
 
   // Render everything before writing anything, so a missing key leaves nothing behind.
   std::vector<util::Secret> argv = build_child_argv(plan, r);
@@ -180,10 +191,32 @@ int run_command(const CommonOptions& o) {
     env_options.secrets_dir = p.dir;
   }
   EnvBlock env = build_child_env(current_environ(), plan, r, env_options);
+  if (client && client->owns_token()) {
+    // The token crunch-secrets obtained is useless to the command and must not outlive the
+    // run (SECURITY.md, "Token revocation") unless a delivered secret's lease depends on it.
+    if (o.supervise.keep_token) {
+      util::log::debug("keeping crunch-secrets' Vault token (--keep-token)");
+    } else if (!leased.empty()) {
+      util::log::debug("keeping crunch-secrets' Vault token: {} holds a lease that revoking it "
+                       "would revoke too",
+                       leased);
+    } else if (client->revoke_self()) {
+      util::log::debug("revoked crunch-secrets' Vault token (--keep-token keeps it)");
+    }
+  }
+  // From the first file written to exec, SIGTERM and the like wait, so they cannot leave
+  // temporary or half-delivered files behind; one that arrived is acted on after cleaning up.
+  std::optional<BlockedSignals> blocked;
   std::optional<FileDelivery> files;
   if (!plan.files.empty()) {
-    files.emplace(FileDelivery::write(plan, *r, SecretsDirOptions{p.dir, o.allow_non_tmpfs}));
+    blocked.emplace();
+    files.emplace(FileDelivery::write(plan, resolver, SecretsDirOptions{p.dir, o.allow_non_tmpfs}));
     util::log::debug("wrote {} file(s) in {}", files->count(), p.dir);
+    if (const int sig = blocked->pending()) {
+      files->remove_all();
+      blocked->die_of(sig);
+    }
+    blocked->restore();
   }
 
   const int e = exec_child(argv, env);
@@ -196,6 +229,10 @@ int run_command(const CommonOptions& o) {
 }
 
 int check_command(const CommonOptions& o, bool online, bool json) {
+  if (online) {
+    // --online logs in and holds a token: no core dumps or ptrace, as in run.
+    ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  }
   Prepared p = prepare(o);
   const Plan& plan = p.plan;
   const auto users = users_of(plan);
@@ -206,16 +243,7 @@ int check_command(const CommonOptions& o, bool online, bool json) {
   } catch (const Error&) {
     method = "none found";
   }
-  std::string dir_state = "missing (will be created)";
-  if (struct stat st{}; ::lstat(p.dir.c_str(), &st) == 0) {
-    auto fd = util::open_private_dir(p.dir, false);
-    if (!fd) {
-      dir_state = "unusable: " + fd.error();
-    } else {
-      auto mem = util::is_memory_fs(fd->get());
-      dir_state = mem && *mem ? "tmpfs" : "NOT tmpfs (refused unless --allow-non-tmpfs)";
-    }
-  }
+  const std::string dir_state = describe_secrets_dir(p.dir);
   if (plan.manifest != nullptr) {
     for (const auto& s : plan.manifest->secrets) {
       bool used = false;

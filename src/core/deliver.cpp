@@ -4,22 +4,197 @@
 #include "crunchsecrets/util/log.hpp"
 
 #include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <map>
+#include <random>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 namespace cs::core {
 
+using util::Result;
 using util::Secret;
 
+namespace {
+
+// The configured secrets directory split into its parent and its last component.
+struct DirPath {
+  std::string parent;
+  std::string name;
+};
+
+Result<DirPath> split_dir(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') {
+    p.pop_back();
+  }
+  const std::size_t slash = p.rfind('/');
+  DirPath d;
+  d.parent = slash == std::string::npos ? "." : slash == 0 ? "/" : p.substr(0, slash);
+  d.name = slash == std::string::npos ? p : p.substr(slash + 1);
+  if (d.name.empty() || d.name == "." || d.name == ".." || p == "/") {
+    return util::err(fmt::format("{} does not name a directory that crunch-secrets can manage; "
+                                 "give a path such as /dev/shm/app",
+                                 path));
+  }
+  return d;
+}
+
+std::string run_prefix(const std::string& name) {
+  return "." + name + ".run-";
+}
+
+std::string link_prefix(const std::string& name) {
+  return "." + name + ".new-";
+}
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+// Opens the parent of the secrets directory. It must belong to this user or root and, when
+// others may write in it, be sticky (as /dev/shm is): otherwise another user could replace
+// the directory crunch-secrets makes there.
+Result<util::Fd> open_parent(const std::string& parent) {
+  util::Fd fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) {
+    return util::err(fmt::format("cannot open {}: {}", parent, std::strerror(errno)));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) {
+    return util::err(fmt::format("cannot stat {}: {}", parent, std::strerror(errno)));
+  }
+  if (st.st_uid != ::geteuid() && st.st_uid != 0) {
+    return util::err(fmt::format("{} (the parent of the secrets directory) is owned by uid {}, "
+                                 "neither this user (uid {}) nor root",
+                                 parent, st.st_uid, ::geteuid()));
+  }
+  if ((st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0) {
+    return util::err(fmt::format("{} (the parent of the secrets directory) is writable by "
+                                 "others and not sticky (mode {:04o})",
+                                 parent, st.st_mode & 07777));
+  }
+  return fd;
+}
+
+// What the configured name is now: missing, crunch-secrets' symlink (its target is returned),
+// or an empty private directory (replaced by the symlink). Anything else is an error.
+enum class Current { missing, symlink, empty_dir };
+
+Result<Current> inspect(int parentfd, const std::string& name, const std::string& path,
+                        std::string* target) {
+  struct stat st {};
+  if (::fstatat(parentfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) {
+      return Current::missing;
+    }
+    return util::err(fmt::format("cannot stat {}: {}", path, std::strerror(errno)));
+  }
+  if (S_ISLNK(st.st_mode)) {
+    char buf[512];
+    const ssize_t n = ::readlinkat(parentfd, name.c_str(), buf, sizeof buf);
+    const std::string to = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
+    if (st.st_uid != ::geteuid() || !starts_with(to, run_prefix(name)) ||
+        to.find('/') != std::string::npos) {
+      return util::err(fmt::format("{} is a symlink that crunch-secrets did not make", path));
+    }
+    *target = to;
+    return Current::symlink;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return util::err(fmt::format("{} exists and is not a directory", path));
+  }
+  if (st.st_uid != ::geteuid()) {
+    return util::err(fmt::format("{} is owned by uid {}, not by this user (uid {})", path,
+                                 st.st_uid, ::geteuid()));
+  }
+  if ((st.st_mode & 022) != 0) {
+    return util::err(
+        fmt::format("{} is writable by group or others (mode {:04o})", path, st.st_mode & 07777));
+  }
+  const int fd = ::openat(parentfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  DIR* dir = fd < 0 ? nullptr : ::fdopendir(fd);
+  if (dir == nullptr) {
+    if (fd >= 0) {
+      ::close(fd);
+    }
+    return util::err(fmt::format("cannot read directory {}: {}", path, std::strerror(errno)));
+  }
+  bool empty = true;
+  while (const dirent* e = ::readdir(dir)) {
+    const std::string_view n = e->d_name;
+    empty = empty && (n == "." || n == "..");
+  }
+  ::closedir(dir);
+  if (!empty) {
+    return util::err(fmt::format("{} is a directory holding files that crunch-secrets did not "
+                                 "put there (an older version wrote into it directly, or another "
+                                 "program did): remove it",
+                                 path));
+  }
+  return Current::empty_dir;
+}
+
+// Removes run directories (and half-made symlinks) that no live run holds, except `keep`.
+void sweep(int parentfd, const std::string& name, const std::string& keep) noexcept {
+  const int fd = ::openat(parentfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR* dir = fd < 0 ? nullptr : ::fdopendir(fd);
+  if (dir == nullptr) {
+    if (fd >= 0) {
+      ::close(fd);
+    }
+    return;
+  }
+  std::vector<std::string> runs;
+  std::vector<std::string> links;
+  while (const dirent* e = ::readdir(dir)) {
+    const std::string n = e->d_name;
+    if (starts_with(n, run_prefix(name)) && n != keep) {
+      runs.push_back(n);
+    } else if (starts_with(n, link_prefix(name))) {
+      links.push_back(n);
+    }
+  }
+  ::closedir(dir);
+  for (const auto& run : runs) {
+    if (util::is_unlocked_dir(parentfd, run)) {
+      (void)util::remove_tree(parentfd, run);
+    }
+  }
+  for (const auto& link : links) {
+    // A symlink about to be renamed into place belongs to a live run whose directory (same
+    // random suffix) is locked; one whose directory is gone was left by a run that died.
+    const std::string run = run_prefix(name) + link.substr(link_prefix(name).size());
+    struct stat st {};
+    if (::fstatat(parentfd, run.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      struct stat lst {};
+      if (::fstatat(parentfd, link.c_str(), &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+          S_ISLNK(lst.st_mode) && lst.st_uid == ::geteuid()) {
+        ::unlinkat(parentfd, link.c_str(), 0);
+      }
+    }
+  }
+}
+
+std::string random_suffix() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("{:016x}", rng());
+}
+
+} // namespace
+
 FileDelivery::FileDelivery(FileDelivery&& other) noexcept
-    : m_dir(std::move(other.m_dir)), m_dirfd(std::move(other.m_dirfd)),
-      m_created_dir(other.m_created_dir), m_created_subdirs(std::move(other.m_created_subdirs)),
+    : m_dir(std::move(other.m_dir)), m_parentfd(std::move(other.m_parentfd)),
+      m_name(std::move(other.m_name)), m_run_name(std::move(other.m_run_name)),
+      m_dirfd(std::move(other.m_dirfd)), m_swapped(other.m_swapped),
       m_files(std::move(other.m_files)), m_parent_fds(std::move(other.m_parent_fds)),
       m_keep(other.m_keep) {
-  other.m_created_dir = false;
-  other.m_created_subdirs.clear();
+  other.m_run_name.clear();
+  other.m_swapped = false;
   other.m_files.clear();
   other.m_keep = true;
 }
@@ -31,18 +206,23 @@ FileDelivery::~FileDelivery() {
 }
 
 void FileDelivery::remove_all() noexcept {
-  for (auto& f : m_files) {
-    f->remove_committed();
-  }
   m_files.clear(); // destructors remove uncommitted temporary files
-  for (auto it = m_created_subdirs.rbegin(); it != m_created_subdirs.rend(); ++it) {
-    ::unlinkat(m_dirfd.get(), it->c_str(), AT_REMOVEDIR);
+  m_parent_fds.clear();
+  if (m_run_name.empty() || !m_parentfd.valid()) {
+    return;
   }
-  m_created_subdirs.clear();
-  if (m_created_dir && !m_dir.empty()) {
-    ::rmdir(m_dir.c_str()); // only succeeds when empty: never removes what others put there
-    m_created_dir = false;
+  if (m_swapped) {
+    // Only while the name still points here: a later run may have swapped in meanwhile.
+    std::string target;
+    auto now = inspect(m_parentfd.get(), m_name, m_dir, &target);
+    if (now && *now == Current::symlink && target == m_run_name) {
+      ::unlinkat(m_parentfd.get(), m_name.c_str(), 0);
+    }
+    m_swapped = false;
   }
+  (void)util::remove_tree(m_parentfd.get(), m_run_name);
+  m_run_name.clear();
+  m_dirfd = util::Fd();
 }
 
 FileDelivery FileDelivery::write(const Plan& plan, const Resolver& resolver,
@@ -60,15 +240,21 @@ FileDelivery FileDelivery::write(const Plan& plan, const Resolver& resolver,
     contents.push_back(resolver.render_file(f));
   }
 
-  struct stat st {};
-  d.m_created_dir = ::lstat(options.path.c_str(), &st) != 0 && errno == ENOENT;
-  auto dirfd = util::open_private_dir(options.path, true);
-  if (!dirfd) {
-    throw Error(ExitCode::cannot_create, "secrets directory: {}: choose another --secrets-dir",
-                dirfd.error());
+  auto fail = [&](const std::string& why) -> Error {
+    return Error(ExitCode::cannot_create, "secrets directory: {}: choose another --secrets-dir",
+                 why);
+  };
+  auto where = split_dir(options.path);
+  if (!where) {
+    throw fail(where.error());
   }
-  d.m_dirfd = std::move(*dirfd);
-  auto mem = util::is_memory_fs(d.m_dirfd.get());
+  d.m_name = where->name;
+  auto parentfd = open_parent(where->parent);
+  if (!parentfd) {
+    throw fail(parentfd.error());
+  }
+  d.m_parentfd = std::move(*parentfd);
+  auto mem = util::is_memory_fs(d.m_parentfd.get());
   if (!mem) {
     throw Error(ExitCode::cannot_create, "secrets directory {}: {}", options.path, mem.error());
   }
@@ -83,6 +269,25 @@ FileDelivery FileDelivery::write(const Plan& plan, const Resolver& resolver,
     util::log::warning("secrets directory {} is not on tmpfs or ramfs (--allow-non-tmpfs)",
                        options.path);
   }
+  std::string old_target;
+  if (auto current = inspect(d.m_parentfd.get(), d.m_name, options.path, &old_target); !current) {
+    throw fail(current.error());
+  }
+
+  // This run's own directory, locked so that a concurrent run's sweep leaves it alone.
+  const std::string suffix = random_suffix();
+  d.m_run_name = run_prefix(d.m_name) + suffix;
+  if (::mkdirat(d.m_parentfd.get(), d.m_run_name.c_str(), 0700) != 0) {
+    const int e = errno;
+    d.m_run_name.clear();
+    throw fail(fmt::format("cannot create a directory in {}: {}", where->parent, std::strerror(e)));
+  }
+  d.m_dirfd = util::Fd(::openat(d.m_parentfd.get(), d.m_run_name.c_str(),
+                                O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!d.m_dirfd.valid() || ::flock(d.m_dirfd.get(), LOCK_EX) != 0) {
+    throw fail(fmt::format("cannot open the directory made in {}: {}", where->parent,
+                           std::strerror(errno)));
+  }
 
   // Each file is written under a temporary name; its parent directory fd stays open with it.
   for (std::size_t i = 0; i < plan.files.size(); ++i) {
@@ -91,7 +296,7 @@ FileDelivery FileDelivery::write(const Plan& plan, const Resolver& resolver,
     if (!segments) {
       throw Error(ExitCode::cannot_create, "file {} ({}): {}", f.path, f.origin, segments.error());
     }
-    auto parent = util::open_parent_dir(d.m_dirfd.get(), *segments, &d.m_created_subdirs);
+    auto parent = util::open_parent_dir(d.m_dirfd.get(), *segments, nullptr);
     if (!parent) {
       throw Error(ExitCode::cannot_create,
                   "file {} ({}): {}: the path must stay inside the "
@@ -116,7 +321,138 @@ FileDelivery FileDelivery::write(const Plan& plan, const Resolver& resolver,
                   plan.files[i].origin, s.error());
     }
   }
+
+  // Swap: a new symlink renamed over the configured name, so it names either the earlier
+  // state or this run's complete set of files, never a mix.
+  auto current = inspect(d.m_parentfd.get(), d.m_name, options.path, &old_target);
+  if (!current) {
+    throw fail(current.error());
+  }
+  if (*current == Current::empty_dir &&
+      ::unlinkat(d.m_parentfd.get(), d.m_name.c_str(), AT_REMOVEDIR) != 0) {
+    throw fail(fmt::format("cannot replace the empty directory {}: {}", options.path,
+                           std::strerror(errno)));
+  }
+  const std::string link = link_prefix(d.m_name) + suffix;
+  if (::symlinkat(d.m_run_name.c_str(), d.m_parentfd.get(), link.c_str()) != 0) {
+    throw fail(
+        fmt::format("cannot create a symlink in {}: {}", where->parent, std::strerror(errno)));
+  }
+  if (::renameat(d.m_parentfd.get(), link.c_str(), d.m_parentfd.get(), d.m_name.c_str()) != 0) {
+    const int e = errno;
+    ::unlinkat(d.m_parentfd.get(), link.c_str(), 0);
+    throw fail(fmt::format("cannot rename into place {}: {}", options.path, std::strerror(e)));
+  }
+  d.m_swapped = true;
+  if (*current == Current::symlink && old_target != d.m_run_name &&
+      util::is_unlocked_dir(d.m_parentfd.get(), old_target)) {
+    (void)util::remove_tree(d.m_parentfd.get(), old_target);
+  }
+  sweep(d.m_parentfd.get(), d.m_name, d.m_run_name);
   return d;
+}
+
+void retire_secrets_dir(const std::string& path) noexcept {
+  try {
+    auto where = split_dir(path);
+    if (!where) {
+      return;
+    }
+    auto parentfd = open_parent(where->parent);
+    if (!parentfd) {
+      return;
+    }
+    std::string target;
+    auto current = inspect(parentfd->get(), where->name, path, &target);
+    if (current && *current == Current::symlink && util::is_unlocked_dir(parentfd->get(), target)) {
+      ::unlinkat(parentfd->get(), where->name.c_str(), 0);
+      (void)util::remove_tree(parentfd->get(), target);
+      util::log::debug("removed the files of an earlier run in {}", path);
+    }
+    sweep(parentfd->get(), where->name, "");
+  } catch (...) {
+    // Best effort: a failure here shows again, with its reason, when files are written.
+  }
+}
+
+std::string describe_secrets_dir(const std::string& path) {
+  auto where = split_dir(path);
+  if (!where) {
+    return "unusable: " + where.error();
+  }
+  auto parentfd = open_parent(where->parent);
+  if (!parentfd) {
+    return "unusable: " + parentfd.error();
+  }
+  auto mem = util::is_memory_fs(parentfd->get());
+  const std::string fs = mem && *mem ? "tmpfs" : "NOT tmpfs (refused unless --allow-non-tmpfs)";
+  std::string target;
+  auto current = inspect(parentfd->get(), where->name, path, &target);
+  if (!current) {
+    return "unusable: " + current.error();
+  }
+  switch (*current) {
+  case Current::missing:
+    return fs + ", missing (will be created)";
+  case Current::symlink:
+    return fs + ", an earlier run's files (replaced by the next run)";
+  case Current::empty_dir:
+    break;
+  }
+  return fs + ", empty directory (will be replaced)";
+}
+
+namespace {
+
+sigset_t delivery_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) {
+    sigaddset(&set, s);
+  }
+  return set;
+}
+
+} // namespace
+
+BlockedSignals::BlockedSignals() {
+  const sigset_t set = delivery_signals();
+  ::sigprocmask(SIG_BLOCK, &set, &m_old);
+}
+
+BlockedSignals::~BlockedSignals() {
+  restore();
+}
+
+int BlockedSignals::pending() const {
+  sigset_t pending;
+  sigemptyset(&pending);
+  ::sigpending(&pending);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) {
+    struct sigaction sa {};
+    // A signal the parent told this process to ignore (nohup) does not interrupt it.
+    if (sigismember(&pending, s) == 1 && sigismember(&m_old, s) == 0 &&
+        ::sigaction(s, nullptr, &sa) == 0 && sa.sa_handler != SIG_IGN) {
+      return s;
+    }
+  }
+  return 0;
+}
+
+void BlockedSignals::restore() noexcept {
+  if (!m_restored) {
+    ::sigprocmask(SIG_SETMASK, &m_old, nullptr);
+    m_restored = true;
+  }
+}
+
+void BlockedSignals::die_of(int signal) noexcept {
+  struct sigaction sa {};
+  sa.sa_handler = SIG_DFL;
+  ::sigaction(signal, &sa, nullptr);
+  restore();
+  ::raise(signal);
+  ::_exit(128 + signal); // only if the signal did not end the process
 }
 
 const std::vector<std::string>& auth_env_names() {
@@ -125,11 +461,47 @@ const std::vector<std::string>& auth_env_names() {
   return names;
 }
 
+namespace {
+
+// Environment variables and arguments are C strings: a NUL would silently cut the value short.
+void refuse_nul(const Secret& value, const std::string& where) {
+  if (value.reveal().find('\0') != std::string_view::npos) {
+    throw Error(ExitCode::invalid_input,
+                "{}: the value contains a NUL byte, which an environment variable or argument "
+                "cannot hold (it would be cut short there): deliver it in a file instead",
+                where);
+  }
+}
+
+} // namespace
+
 EnvBlock build_child_env(const std::vector<std::string>& environ, const Plan& plan,
                          const Resolver* resolver, const ChildEnvOptions& options) {
+  auto removed = [&](std::string_view name) {
+    if (!options.pass_auth_env) {
+      for (const auto& n : auth_env_names()) {
+        if (name == n) {
+          return true;
+        }
+      }
+    }
+    return options.scrub_arvados_token && name == "ARVADOS_API_TOKEN";
+  };
   // Later assignments win: manifest env follows inherited-env references in the plan.
   std::map<std::string, Secret> assigned;
   for (const auto& a : plan.env) {
+    if (!options.secrets_dir.empty() && a.name == "CRUNCH_SECRETS_DIR") {
+      // One entry per name: the directory the files really are in wins.
+      util::log::warning("{}: CRUNCH_SECRETS_DIR is set by crunch-secrets to the secrets "
+                         "directory ({}); this assignment is ignored (set secrets_dir instead)",
+                         a.origin, options.secrets_dir);
+      continue;
+    }
+    if (removed(a.name) && a.origin != "environment") {
+      util::log::warning("{}: {} is removed from the command's environment because it carries "
+                         "Vault credentials; pass --pass-auth-env to keep it",
+                         a.origin, a.name);
+    }
     if (!a.value.has_refs()) {
       // Only "$${vault:" escapes: the literal text with the escapes undone.
       Secret literal;
@@ -142,19 +514,11 @@ EnvBlock build_child_env(const std::vector<std::string>& environ, const Plan& pl
     if (resolver == nullptr) {
       throw Error(ExitCode::internal, "internal error: environment references without secrets");
     }
-    assigned[a.name] =
-        resolver->render(a.value, fmt::format("environment variable {} ({})", a.name, a.origin));
+    const std::string where = fmt::format("environment variable {} ({})", a.name, a.origin);
+    Secret value = resolver->render(a.value, where);
+    refuse_nul(value, where);
+    assigned[a.name] = std::move(value);
   }
-  auto removed = [&](std::string_view name) {
-    if (!options.pass_auth_env) {
-      for (const auto& n : auth_env_names()) {
-        if (name == n) {
-          return true;
-        }
-      }
-    }
-    return options.scrub_arvados_token && name == "ARVADOS_API_TOKEN";
-  };
   EnvBlock env;
   for (const auto& entry : environ) {
     const std::size_t eq = entry.find('=');
@@ -186,8 +550,10 @@ std::vector<Secret> build_child_argv(const Plan& plan, const Resolver* resolver)
     if (!plan.argv_templates) {
       argv.emplace_back(plan.argv_text[i]);
     } else if (plan.argv[i].has_refs()) {
-      argv.push_back(resolver->render(plan.argv[i], i == 0 ? std::string("COMMAND")
-                                                           : fmt::format("argument {}", i)));
+      const std::string where = i == 0 ? std::string("COMMAND") : fmt::format("argument {}", i);
+      Secret value = resolver->render(plan.argv[i], where);
+      refuse_nul(value, where);
+      argv.push_back(std::move(value));
     } else {
       // Literal text only, but "$${vault:" escapes are already undone in the segments.
       Secret literal;

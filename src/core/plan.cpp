@@ -13,6 +13,13 @@ namespace {
 std::size_t add_fetch(Plan& plan, const std::string& path,
                       const std::optional<std::uint64_t>& version, Engine engine,
                       const std::string& user) {
+  if (const char* prefix = refused_path_prefix(path)) {
+    throw Error(ExitCode::invalid_input,
+                "{}: {} is under {}, where Vault answers with tokens (logins, token lookup and "
+                "creation, response wrapping) or controls itself; crunch-secrets reads secrets "
+                "only and never gives a Vault token to the command (SECURITY.md)",
+                user, path, prefix);
+  }
   for (std::size_t i = 0; i < plan.fetches.size(); ++i) {
     Fetch& f = plan.fetches[i];
     if (f.read.path == path && f.read.version == version) {
@@ -61,6 +68,16 @@ void add_template_fetches(Plan& plan, const Template& t, const std::string& user
 }
 
 } // namespace
+
+const char* refused_path_prefix(std::string_view path) {
+  for (const char* prefix : {"auth/", "sys/"}) {
+    const std::string_view p(prefix);
+    if (path.substr(0, p.size()) == p || path == p.substr(0, p.size() - 1)) {
+      return prefix;
+    }
+  }
+  return nullptr;
+}
 
 std::size_t Plan::fetch_index(const std::string& path,
                               const std::optional<std::uint64_t>& version) const {

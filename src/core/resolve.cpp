@@ -11,10 +11,6 @@ using util::SecretJson;
 
 namespace {
 
-std::string_view text_of(const SecretJson::string_t& s) {
-  return {s.data(), s.size()};
-}
-
 // The first field of `object` among `names`, or null.
 const SecretJson* first_field(const SecretJson& object, std::initializer_list<const char*> names) {
   for (const char* n : names) {
@@ -180,13 +176,14 @@ const SecretJson& Resolver::node(const Ref& ref, const std::string& where) const
   }
   auto it = data.find(util::SecureString(key->data(), key->size()));
   if (it == data.end()) {
-    std::string fields;
-    for (const auto& [k, v] : data.items()) {
-      fields += (fields.empty() ? "" : ", ") + std::string(text_of(k));
-    }
-    throw Error(ExitCode::not_found, "{} ({}): no key '{}' in {} (it has: {})", describe(ref),
-                where, *key, m_plan.fetches[index].read.describe,
-                fields.empty() ? "no keys" : fields);
+    // Only the number of fields: their names describe the secret, and container logs are
+    // permanent (Arvados keeps them with the container record).
+    const std::string count = data.empty()       ? std::string("no keys")
+                              : data.size() == 1 ? std::string("1 key")
+                                                 : fmt::format("{} keys", data.size());
+    throw Error(ExitCode::not_found,
+                "{} ({}): no key '{}' in {} (it has {}): check the key with the secret's owner",
+                describe(ref), where, *key, m_plan.fetches[index].read.describe, count);
   }
   return *it;
 }

@@ -2,10 +2,12 @@
 
 #include <cerrno>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <linux/magic.h>
 #include <random>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -222,6 +224,61 @@ void AtomicFile::remove_committed() noexcept {
     m_committed = false;
     m_tmp_name.clear();
   }
+}
+
+Status remove_tree(int dirfd, const std::string& name) {
+  struct stat st {};
+  if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) {
+      return {};
+    }
+    return err(fmt::format("cannot stat {}: {}", name, errno_text(errno)));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    const int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+      return err(fmt::format("cannot open directory {}: {}", name, errno_text(errno)));
+    }
+    DIR* dir = ::fdopendir(fd); // takes ownership of fd
+    if (dir == nullptr) {
+      ::close(fd);
+      return err(fmt::format("cannot read directory {}: {}", name, errno_text(errno)));
+    }
+    std::vector<std::string> children;
+    while (const dirent* e = ::readdir(dir)) {
+      const std::string_view n = e->d_name;
+      if (n != "." && n != "..") {
+        children.emplace_back(n);
+      }
+    }
+    Status status;
+    for (const auto& child : children) {
+      if (auto s = remove_tree(::dirfd(dir), child); !s && status) {
+        status = s;
+      }
+    }
+    ::closedir(dir);
+    if (!status) {
+      return status;
+    }
+    if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
+      return err(fmt::format("cannot remove directory {}: {}", name, errno_text(errno)));
+    }
+    return {};
+  }
+  if (::unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT) {
+    return err(fmt::format("cannot remove {}: {}", name, errno_text(errno)));
+  }
+  return {};
+}
+
+bool is_unlocked_dir(int dirfd, const std::string& name) {
+  Fd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st {};
+  if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || st.st_uid != ::geteuid()) {
+    return false;
+  }
+  return ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0; // released when fd closes
 }
 
 namespace {

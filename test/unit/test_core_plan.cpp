@@ -298,3 +298,33 @@ TEST_CASE("a malformed template argument names the argument and column") {
 }
 
 TEST_SUITE_END();
+
+TEST_SUITE_BEGIN("core::refused paths");
+
+TEST_CASE("references under auth/ and sys/ are refused before any request") {
+  for (const char* ref :
+       {"vault:auth/token/lookup-self#id", "vault:auth/approle/login#client_token",
+        "vault:auth/token/create#client_token", "vault:sys/wrapping/lookup#token",
+        "vault:sys/wrapping/unwrap#x"}) {
+    CAPTURE(ref);
+    const Error e = plan_error({std::string("X=") + ref});
+    CHECK(code_of(e) == 65);
+    CHECK_CONTAINS(e.what(), std::string(ref).substr(6, std::string(ref).find('#') - 6));
+  }
+  const Manifest m = parse_manifest("version: 1\nsecrets:\n  t:\n    path: auth/token/lookup-self\n"
+                                    "env:\n  T: ${secret:t}\n",
+                                    "m.yml");
+  CHECK(code_of(plan_error({}, &m)) == 65);
+}
+
+TEST_CASE("paths that merely contain auth or sys elsewhere are secrets like any other") {
+  CHECK(refused_path_prefix("secret/data/auth/db") == nullptr);
+  CHECK(refused_path_prefix("authority/x") == nullptr);
+  CHECK(refused_path_prefix("system/x") == nullptr);
+  CHECK(std::string(refused_path_prefix("auth/x")) == "auth/");
+  CHECK(std::string(refused_path_prefix("sys/x")) == "sys/");
+  const Plan p = plan_of({"X=vault:secret/data/auth/db#pw"});
+  CHECK(fetch_paths(p) == std::vector<std::string>{"secret/data/auth/db"});
+}
+
+TEST_SUITE_END();

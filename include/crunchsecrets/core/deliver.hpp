@@ -5,6 +5,7 @@
 #include "crunchsecrets/core/resolve.hpp"
 #include "crunchsecrets/util/fs.hpp"
 
+#include <csignal>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,8 +17,12 @@ struct SecretsDirOptions {
   bool allow_non_tmpfs = false;
 };
 
-// Files written into the secrets directory. Until `keep()` is called, the destructor removes
-// every file and directory it created.
+// Files written into the secrets directory (SECURITY.md, "Secret files"). The configured path
+// `PARENT/NAME` is a symlink, made by crunch-secrets, to a fresh 0700 directory
+// `PARENT/.NAME.run-RANDOM` holding only this run's files: every file is written there, and
+// only when all are written does the symlink swap to it (one `rename`), so programs find the
+// files at the paths the manifest names and never see an earlier run's. Until `keep()` is
+// called, the destructor removes the run's directory (and the symlink if it was swapped).
 class FileDelivery {
 public:
   FileDelivery() = default;
@@ -25,8 +30,9 @@ public:
   FileDelivery& operator=(FileDelivery&&) = delete;
   FileDelivery(const FileDelivery&) = delete;
   ~FileDelivery();
-  // Renders and writes every file of `plan`, renaming them into place only when all were
-  // written. Throws `core::Error` (cannot_create) naming the file; leaves nothing behind.
+  // Renders and writes every file of `plan` into a new run directory and swaps it in behind
+  // the configured path; an earlier run's directory is removed. Throws `core::Error`
+  // (cannot_create) naming the file or directory; leaves nothing behind.
   static FileDelivery write(const Plan& plan, const Resolver& resolver,
                             const SecretsDirOptions& options);
   // Supervise mode: renders the files at `indexes` (into plan.files) again and replaces each
@@ -40,13 +46,46 @@ public:
   std::size_t count() const { return m_files.size(); }
 
 private:
-  std::string m_dir;
-  util::Fd m_dirfd;
-  bool m_created_dir = false;
-  std::vector<std::string> m_created_subdirs;
+  std::string m_dir;      // the configured path
+  util::Fd m_parentfd;    // its parent directory
+  std::string m_name;     // its last component
+  std::string m_run_name; // the run directory's name in the parent
+  util::Fd m_dirfd;       // the run directory, flock()ed while this run owns it
+  bool m_swapped = false;
   std::vector<std::unique_ptr<util::AtomicFile>> m_files;
   std::vector<util::Fd> m_parent_fds; // the directories the files live in
   bool m_keep = false;
+};
+
+// Removes the files an earlier run left at the configured secrets directory `path` (the
+// symlink crunch-secrets made and the run directory it names) and any run directory of a run
+// that died, so a run never starts with an earlier run's secrets in place and a failed run
+// leaves none behind. Touches nothing crunch-secrets did not make; never throws.
+void retire_secrets_dir(const std::string& path) noexcept;
+
+// One line on the state of the secrets directory `path`, for `check`.
+std::string describe_secrets_dir(const std::string& path);
+
+// Blocks SIGTERM, SIGINT, SIGHUP and SIGQUIT from the first file written until exec, so a
+// signal cannot end the process while temporary or half-delivered files exist; `pending()`
+// then tells the caller to roll back and die of the signal. The destructor restores the mask.
+class BlockedSignals {
+public:
+  BlockedSignals();
+  ~BlockedSignals();
+  BlockedSignals(const BlockedSignals&) = delete;
+  BlockedSignals& operator=(const BlockedSignals&) = delete;
+  // The first blocked signal that arrived and is not ignored, or 0.
+  int pending() const;
+  // Restores the original mask (exec must not pass the blocked mask to the command).
+  void restore() noexcept;
+  // Restores the mask and ends the process by `signal` (its default action), as if it had
+  // arrived unblocked. Call after cleaning up.
+  [[noreturn]] void die_of(int signal) noexcept;
+
+private:
+  sigset_t m_old{};
+  bool m_restored = false;
 };
 
 // Secret-bearing "NAME=VALUE" strings for execve.

@@ -6,6 +6,7 @@
 #include "crunchsecrets/vault/client.hpp"
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace cs::core {
@@ -47,6 +48,11 @@ struct PlanInput {
   bool argv_templates = false;
   std::vector<std::string> argv;
 };
+
+// The refused prefix ("auth/" or "sys/") that `path` starts with, or null. Answers under
+// these carry Vault tokens (logins, token lookup and creation, wrapping) or administer Vault,
+// so no reference may read them (SECURITY.md, "Tokens are never delivered").
+const char* refused_path_prefix(std::string_view path);
 
 // Builds the plan. Throws `core::Error` (invalid_input) naming the variable, argument or
 // manifest file:line of a bad reference.

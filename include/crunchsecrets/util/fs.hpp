@@ -81,6 +81,14 @@ private:
   bool m_committed = false;
 };
 
+// Removes the entry `name` of the directory `dirfd`: a file or symlink is unlinked, a directory
+// emptied recursively (never following a symlink) and removed. A missing entry is success.
+Status remove_tree(int dirfd, const std::string& name);
+
+// True when the directory `name` in `dirfd` could be removed now: it is a directory owned by
+// this user that no process holds `flock`ed (a run still writing holds its directory locked).
+bool is_unlocked_dir(int dirfd, const std::string& name);
+
 // Reads a whole (small) file into a string; used for manifests and template files.
 Result<std::string> read_file(const std::string& path);
 
