@@ -23,7 +23,12 @@ def main():
             if line.startswith("password = "):
                 file_value = line[len("password = "):].rstrip("\n")
     os.unlink(conf_path)
-    os.rmdir(secrets_dir)
+    # The secrets directory is a symlink crunch-secrets made to this run's own directory beside
+    # it (README, "Files"): remove both.
+    run_dir = os.path.realpath(secrets_dir)
+    if os.path.islink(secrets_dir):
+        os.unlink(secrets_dir)
+    os.rmdir(run_dir)
 
     def digest(v):
         return None if v is None else hashlib.sha256(v.encode()).hexdigest()
