@@ -204,6 +204,9 @@ int run_command(const CommonOptions& o) {
       util::log::debug("revoked crunch-secrets' Vault token (--keep-token keeps it)");
     }
   }
+  // Done with Vault: close its connections now, or their sockets would reach the command.
+  client.reset();
+  transport.reset();
   // From the first file written to exec, SIGTERM and the like wait, so they cannot leave
   // temporary or half-delivered files behind; one that arrived is acted on after cleaning up.
   std::optional<BlockedSignals> blocked;
