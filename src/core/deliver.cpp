@@ -180,6 +180,28 @@ void sweep(int parentfd, const std::string& name, const std::string& keep) noexc
   }
 }
 
+// The names in the directory `fd` other than "." and "..".
+std::vector<std::string> list_entries(int fd) {
+  std::vector<std::string> out;
+  const int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  DIR* dir = dup < 0 ? nullptr : ::fdopendir(dup);
+  if (dir == nullptr) {
+    if (dup >= 0) {
+      ::close(dup);
+    }
+    return out;
+  }
+  ::rewinddir(dir);
+  while (const dirent* e = ::readdir(dir)) {
+    const std::string_view n = e->d_name;
+    if (n != "." && n != "..") {
+      out.emplace_back(n);
+    }
+  }
+  ::closedir(dir);
+  return out;
+}
+
 std::string random_suffix() {
   static std::mt19937_64 rng{std::random_device{}()};
   return fmt::format("{:016x}", rng());
@@ -190,11 +212,13 @@ std::string random_suffix() {
 FileDelivery::FileDelivery(FileDelivery&& other) noexcept
     : m_dir(std::move(other.m_dir)), m_parentfd(std::move(other.m_parentfd)),
       m_name(std::move(other.m_name)), m_run_name(std::move(other.m_run_name)),
-      m_dirfd(std::move(other.m_dirfd)), m_swapped(other.m_swapped),
-      m_files(std::move(other.m_files)), m_parent_fds(std::move(other.m_parent_fds)),
-      m_keep(other.m_keep) {
+      m_dirfd(std::move(other.m_dirfd)), m_swapped(other.m_swapped), m_in_place(other.m_in_place),
+      m_created_dir(other.m_created_dir), m_files(std::move(other.m_files)),
+      m_parent_fds(std::move(other.m_parent_fds)), m_keep(other.m_keep) {
   other.m_run_name.clear();
   other.m_swapped = false;
+  other.m_in_place = false;
+  other.m_created_dir = false;
   other.m_files.clear();
   other.m_keep = true;
 }
@@ -208,6 +232,21 @@ FileDelivery::~FileDelivery() {
 void FileDelivery::remove_all() noexcept {
   m_files.clear(); // destructors remove uncommitted temporary files
   m_parent_fds.clear();
+  if (m_in_place) {
+    // The directory was empty before this run wrote into it: everything in it is ours.
+    if (m_dirfd.valid()) {
+      for (const auto& entry : list_entries(m_dirfd.get())) {
+        (void)util::remove_tree(m_dirfd.get(), entry);
+      }
+    }
+    if (m_created_dir) {
+      ::rmdir(m_dir.c_str());
+    }
+    m_in_place = false;
+    m_created_dir = false;
+    m_dirfd = util::Fd();
+    return;
+  }
   if (m_run_name.empty() || !m_parentfd.valid()) {
     return;
   }
@@ -254,6 +293,21 @@ FileDelivery FileDelivery::write(const Plan& plan, const Resolver& resolver,
     throw fail(parentfd.error());
   }
   d.m_parentfd = std::move(*parentfd);
+  if (options.in_place) {
+    struct stat st {};
+    d.m_created_dir = ::lstat(options.path.c_str(), &st) != 0 && errno == ENOENT;
+    auto dirfd = util::open_private_dir(options.path, true);
+    if (!dirfd) {
+      d.m_created_dir = false;
+      throw fail(dirfd.error());
+    }
+    d.m_in_place = true;
+    d.m_dirfd = std::move(*dirfd);
+    if (!list_entries(d.m_dirfd.get()).empty()) {
+      d.m_in_place = false; // not ours to empty
+      throw fail(fmt::format("{} is not empty", options.path));
+    }
+  }
   auto mem = util::is_memory_fs(d.m_parentfd.get());
   if (!mem) {
     throw Error(ExitCode::cannot_create, "secrets directory {}: {}", options.path, mem.error());
@@ -276,14 +330,18 @@ FileDelivery FileDelivery::write(const Plan& plan, const Resolver& resolver,
 
   // This run's own directory, locked so that a concurrent run's sweep leaves it alone.
   const std::string suffix = random_suffix();
-  d.m_run_name = run_prefix(d.m_name) + suffix;
-  if (::mkdirat(d.m_parentfd.get(), d.m_run_name.c_str(), 0700) != 0) {
+  if (!options.in_place) {
+    d.m_run_name = run_prefix(d.m_name) + suffix;
+  }
+  if (!options.in_place && ::mkdirat(d.m_parentfd.get(), d.m_run_name.c_str(), 0700) != 0) {
     const int e = errno;
     d.m_run_name.clear();
     throw fail(fmt::format("cannot create a directory in {}: {}", where->parent, std::strerror(e)));
   }
-  d.m_dirfd = util::Fd(::openat(d.m_parentfd.get(), d.m_run_name.c_str(),
-                                O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!options.in_place) {
+    d.m_dirfd = util::Fd(::openat(d.m_parentfd.get(), d.m_run_name.c_str(),
+                                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  }
   if (!d.m_dirfd.valid() || ::flock(d.m_dirfd.get(), LOCK_EX) != 0) {
     throw fail(fmt::format("cannot open the directory made in {}: {}", where->parent,
                            std::strerror(errno)));
@@ -322,6 +380,9 @@ FileDelivery FileDelivery::write(const Plan& plan, const Resolver& resolver,
     }
   }
 
+  if (options.in_place) {
+    return d;
+  }
   // Swap: a new symlink renamed over the configured name, so it names either the earlier
   // state or this run's complete set of files, never a mix.
   auto current = inspect(d.m_parentfd.get(), d.m_name, options.path, &old_target);

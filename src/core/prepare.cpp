@@ -561,7 +561,8 @@ int prepare_command(const PrepareOptions& o) {
   std::optional<FileDelivery> files;
   SecretJson file_list = SecretJson::array();
   if (!plan.files.empty()) {
-    files.emplace(FileDelivery::write(plan, *resolver, SecretsDirOptions{dir, false}));
+    // In place: DIR is fresh for this container and the launcher bind-mounts it as it is.
+    files.emplace(FileDelivery::write(plan, *resolver, SecretsDirOptions{dir, false, true}));
     for (const auto& f : plan.files) {
       struct stat st {};
       if (::lstat((dir + "/" + f.path).c_str(), &st) != 0) {

@@ -15,6 +15,10 @@ namespace cs::core {
 struct SecretsDirOptions {
   std::string path;
   bool allow_non_tmpfs = false;
+  // Write straight into `path` (created 0700, or an existing empty private directory) instead
+  // of a per-run directory behind a symlink: for `prepare`, whose directory is fresh per
+  // container and bind-mounted by the launcher.
+  bool in_place = false;
 };
 
 // Files written into the secrets directory (SECURITY.md, "Secret files"). The configured path
@@ -52,6 +56,8 @@ private:
   std::string m_run_name; // the run directory's name in the parent
   util::Fd m_dirfd;       // the run directory, flock()ed while this run owns it
   bool m_swapped = false;
+  bool m_in_place = false;    // SecretsDirOptions::in_place: m_dirfd is the configured path
+  bool m_created_dir = false; // in place: the directory did not exist before
   std::vector<std::unique_ptr<util::AtomicFile>> m_files;
   std::vector<util::Fd> m_parent_fds; // the directories the files live in
   bool m_keep = false;
