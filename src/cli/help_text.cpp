@@ -22,8 +22,9 @@ std::string exit_code_meaning(ExitCode code) {
     return "an input file (manifest, template, token file) is missing or unreadable; check the "
            "path";
   case ExitCode::unavailable:
-    return "Vault unavailable until the --wait deadline (connection failed, sealed, 5xx); check "
-           "VAULT_ADDR and Vault's status, or raise --wait";
+    return "Vault unavailable until the --wait deadline (connection failed, sealed, 5xx), or a "
+           "single-use login's outcome is unknown; check VAULT_ADDR and Vault's status, or raise "
+           "--wait";
   case ExitCode::internal:
     return "internal error; please report a bug";
   case ExitCode::cannot_create:
@@ -90,7 +91,8 @@ Section files_section() {
        "the manifest read when neither --manifest nor CRUNCH_SECRETS_MANIFEST is given and "
        "--no-manifest is not"},
       {"/dev/shm/crunch-secrets",
-       "the default secrets directory (mode 0700; must be on tmpfs or ramfs)"},
+       "the default secrets directory: a symlink to this run's own directory "
+       "/dev/shm/.crunch-secrets.run-* (mode 0700; must be on tmpfs or ramfs)"},
   };
   std::string bundles;
   for (const auto& path : util::ca_bundle_candidates()) {
@@ -156,7 +158,8 @@ std::vector<Section> make_sections() {
             "CA file or directory for Vault's certificate; without them see FILES"},
            {"BAO_CLIENT_CERT, VAULT_CLIENT_CERT, BAO_CLIENT_KEY, VAULT_CLIENT_KEY",
             "client certificate and key for TLS"},
-           {"BAO_SKIP_VERIFY, VAULT_SKIP_VERIFY", "true disables certificate verification"},
+           {"BAO_SKIP_VERIFY, VAULT_SKIP_VERIFY",
+            "1, t, T, TRUE, true or True disables certificate verification (Go's ParseBool)"},
            {"BAO_TLS_SERVER_NAME, VAULT_TLS_SERVER_NAME", "name to verify and send as SNI"},
            {"BAO_NAMESPACE, VAULT_NAMESPACE", "sent as X-Vault-Namespace"},
            {"BAO_CLIENT_TIMEOUT, VAULT_CLIENT_TIMEOUT", "per request, default 60s"},
