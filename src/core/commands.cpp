@@ -200,8 +200,16 @@ int run_command(const CommonOptions& o) {
       util::log::debug("keeping crunch-secrets' Vault token: {} holds a lease that revoking it "
                        "would revoke too",
                        leased);
-    } else if (client->revoke_self()) {
-      util::log::debug("revoked crunch-secrets' Vault token (--keep-token keeps it)");
+    } else {
+      try {
+        client->revoke_self();
+        util::log::debug("revoked crunch-secrets' Vault token (--keep-token keeps it)");
+      } catch (const Error& e) {
+        // The secrets are read; a token that could not be revoked expires at its TTL.
+        util::log::warning("could not revoke crunch-secrets' Vault token, which stays valid until "
+                           "its TTL ends: {}",
+                           e.what());
+      }
     }
   }
   // Done with Vault: close its connections now, or their sockets would reach the command.

@@ -368,34 +368,6 @@ void Client::login_arvados(const std::string& mount, const std::string& role,
   m_owns_token = true;
 }
 
-bool Client::revoke_self() {
-  if (m_token.empty()) {
-    return true;
-  }
-  std::vector<Request> req(1);
-  req[0].method = "POST";
-  req[0].path = "auth/token/revoke-self";
-  req[0].token = &m_token;
-  auto r = send(req);
-  if (!r[0].http_ok()) {
-    std::string why;
-    if (r[0].status == 0) {
-      why = r[0].transport_error;
-    } else {
-      const std::string server = server_message(r[0].body, m_credentials);
-      why = fmt::format("HTTP {}{}", r[0].status,
-                        server.empty() ? "" : fmt::format(": \"{}\"", server));
-    }
-    util::log::warning("could not revoke crunch-secrets' Vault token ({}): it stays valid "
-                       "until its TTL ends",
-                       why);
-    return false;
-  }
-  m_token.clear();
-  m_owns_token = false;
-  return true;
-}
-
 std::vector<Fetched> Client::read_all(const std::vector<ReadSpec>& specs) {
   std::vector<Request> reqs(specs.size());
   for (std::size_t i = 0; i < specs.size(); ++i) {

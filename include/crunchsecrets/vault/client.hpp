@@ -61,11 +61,8 @@ public:
   void login_arvados(const std::string& mount, const std::string& role,
                      const util::Secret& arvados_token);
 
-  // Revokes the client token (POST auth/token/revoke-self) and forgets it. Returns false, after
-  // a warning line saying why, when Vault did not confirm. For a token crunch-secrets obtained
-  // itself (`owns_token()`); never call it for a token the caller gave.
-  bool revoke_self();
-  // True when the token came from a login or unwrap made by this client, not from the caller.
+  // True when the token came from a login or unwrap made by this client, not from the caller:
+  // only such a token may be revoked (`revoke_self`, below).
   bool owns_token() const { return m_owns_token; }
 
   // Reads every spec in parallel (one batch, retried as a batch of the failures). Throws on
