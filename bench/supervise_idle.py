@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Figures for docs/supervise.md: a 60 s `crunch-secrets run --supervise` holding one database
 lease (OpenBao's database secrets engine, real PostgreSQL) and a KV v2 secret refreshed every
-10 s, while the child sleeps. Prints when each renewal and rotation happened (seconds after the
+10 s, while the child sleeps (`on_change: none`: `sleep` would die of the default SIGHUP). Prints when each renewal and rotation happened (seconds after the
 child started, and as a fraction of the lease's TTL) and the supervisor's CPU time and RSS.
 
     BAO_BIN=... CRUNCH_SECRETS_BIN=build/crunch-secrets python3 bench/supervise_idle.py [SECONDS]
@@ -27,6 +27,7 @@ secrets:
   db:
     path: database/creds/app
     engine: generic
+    on_change: none
   app:
     path: secret/data/app
     refresh: 10s
@@ -67,12 +68,14 @@ def main() -> None:
                                  "--", "sleep", str(seconds)], env=env, stderr=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL)
         events: list[tuple[float, str]] = []
+        lines: list[str] = []
         t0 = [0.0]
 
         def read() -> None:
             for raw in proc.stderr:
                 line = raw.decode(errors="replace").rstrip()
                 now = time.monotonic()
+                lines.append(line)
                 if "started" in line and "as pid" in line:
                     t0[0] = now
                 if re.search(r"supervise: (holding|renewed|rotated|renewing|fetching|revoked)", line):
@@ -88,6 +91,8 @@ def main() -> None:
         rss_max = rss0
         while time.monotonic() - start < seconds - 1.5:
             time.sleep(1)
+            if proc.poll() is not None:
+                sys.exit("crunch-secrets exited early:\n" + "\n".join(lines[-20:]))
             _, rss, _ = proc_stats(proc.pid)
             rss_max = max(rss_max, rss)
         cpu1, rss1, hwm = proc_stats(proc.pid)

@@ -51,9 +51,10 @@ cat >"$WORK/job.sh" <<'SH'
 trap 'echo "  job: SIGHUP: credentials file rewritten, reconnecting"' HUP
 end=$(( $(date +%s) + 14 ))
 while [ "$(date +%s)" -lt "$end" ]; do
-  user=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["username"])' "$CRUNCH_SECRETS_DIR/db.json")
-  PGPASSWORD=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["password"])' "$CRUNCH_SECRETS_DIR/db.json") \
-    psql -X -q -A -t -h 127.0.0.1 -p "$PGPORT" -U "$user" -d postgres -c 'SELECT current_user' >/dev/null 2>&1 \
+  # User and password from one read of the file (it may be replaced between two reads).
+  set -- $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["username"], d["password"])' "$CRUNCH_SECRETS_DIR/db.json")
+  user=$1
+  PGPASSWORD=$2 psql -X -q -A -t -h 127.0.0.1 -p "$PGPORT" -U "$user" -d postgres -c 'SELECT current_user' >/dev/null 2>&1 \
     && echo "  job: logged in as $user" || echo "  job: LOGIN FAILED as $user"
   echo "$user" >>"$LAST_USERS"
   sleep 2 & wait $!

@@ -206,6 +206,13 @@ Session::Clock::time_point Session::due(const Lease& lease) const {
     // Past expiry: keep trying to fetch new credentials, backing off.
     return lease.state.last_failure + supervise::backoff(lease.state.failures, m_settings.policy);
   }
+  if (step.kind == StepKind::refetch && lease.state.failures == 0 && lease.increment > Seconds{0}) {
+    // A lease capped by max_ttl may have only a sliver left: 2/3 of that sliver would leave
+    // the child too little time to switch. New credentials come at least a third of a full
+    // lease before the old ones end, as they would at a normal renewal.
+    const auto margin = std::chrono::duration_cast<Millis>(lease.increment) / 3;
+    return std::max(lease.state.granted, std::min(step.at, lease.state.expires() - margin));
+  }
   return step.at;
 }
 

@@ -203,6 +203,19 @@ TEST_CASE("max_ttl reached: new credentials before expiry, files rewritten, chil
   CHECK(w.count("renew database/creds/app/lease2") >= 1);
 }
 
+TEST_CASE("a lease capped close to its max_ttl is replaced a third of a full TTL before it ends") {
+  World w;
+  w.vault.max_ttl = 35;
+  // TTL 30, max 35: the renewal at 20 s gets 15 s (ends at 35 s). 2/3 of those 15 s would
+  // re-fetch at 30 s, 5 s before the end; the session re-fetches at 35 - 30/3 = 25 s.
+  w.advance(t0 + 24s);
+  CHECK(w.count("renew database/creds/app/lease1") == 1);
+  CHECK(w.count("read database/creds/app") == 0);
+  w.advance(t0 + 25s);
+  CHECK(w.count("read database/creds/app") == 1);
+  CHECK(w.session->stats().rotations == 1);
+}
+
 TEST_CASE("exit revokes the current and the replaced leases, and the token only when asked") {
   SUBCASE("token obtained by login") {
     SuperviseSettings s;
