@@ -124,3 +124,35 @@ def test_signal_group_reaches_the_childs_children(cs):
     wait_for(lambda: "sig 10" in read_lines(log), 10, "SIGUSR1 at the grandchild")
     run.signal(signal.SIGTERM)
     assert run.wait(20) in (0, 143), run.describe()
+
+
+def _approle_tokens(bao) -> set[str]:
+    """Accessors of live tokens issued by the seeded AppRole role 'test'."""
+    out = set()
+    for acc in bao.api("LIST", "auth/token/accessors")["data"]["keys"]:
+        status, info = bao.api_status("POST", "auth/token/lookup-accessor", {"accessor": acc})
+        if status == 200 and (info["data"].get("meta") or {}).get("role_name") == "test":
+            out.add(acc)
+    return out
+
+
+def test_the_login_token_is_revoked_at_exit_unless_keep_token(cs, make_bao):
+    bao = make_bao()
+    w = bao.world
+    env = dict(REF, CRUNCH_SECRETS_ROLE_ID=w.role_id, CRUNCH_SECRETS_SECRET_ID=w.secret_id)
+    before = _approle_tokens(bao)
+    run = Supervised(cs, ["run", "--supervise", "-v", "--auth", "approle", "--no-manifest", "--", "true"],
+                     env, bao=bao, token=None)
+    assert run.wait(30) == 0, run.describe()
+    assert "revoked the token" in run.err, run.describe()
+    assert _approle_tokens(bao) == before, "the login token outlived the supervised run"
+    run = Supervised(cs, ["run", "--supervise", "--keep-token", "--auth", "approle", "--no-manifest",
+                          "--", "true"], env, bao=bao, token=None)
+    assert run.wait(30) == 0, run.describe()
+    assert len(_approle_tokens(bao) - before) == 1, "--keep-token must leave the login token valid"
+    # A token the caller passed in is theirs: never revoked.
+    tok = bao.token(["reader"], label="given token (supervise)")
+    run = Supervised(cs, ["run", "--supervise", "--no-manifest", "--", "true"], dict(REF), bao=bao,
+                     token=tok)
+    assert run.wait(30) == 0, run.describe()
+    assert bao.api_status("GET", "auth/token/lookup-self", token=tok)[0] == 200
