@@ -78,6 +78,25 @@ public:
   }
   void signal(int signo) override { m_sup.signal_child(signo); }
   void start(const Resolver& resolver) override {
+    // After the first start errors are never thrown through the supervisor: a restart that
+    // cannot render its environment ends the run like a failed exec, with the error's code.
+    try {
+      spawn(resolver);
+    } catch (const Error& e) {
+      util::log::write(util::log::Level::error, e.what(), static_cast<int>(e.code()));
+      m_exec_errno = EINVAL;
+      m_failed_status = static_cast<int>(e.code());
+    }
+  }
+  void redact(const std::string& name, const util::Secret& value) override {
+    m_sup.redact(name, value);
+  }
+
+  // Set when the last start failed: the status to exit with (127 not found, 126 otherwise).
+  int failed_status() const { return m_exec_errno != 0 ? m_failed_status : 0; }
+
+private:
+  void spawn(const Resolver& resolver) {
     std::vector<util::Secret> argv = build_child_argv(m_plan, &resolver);
     ChildEnvOptions env_options;
     env_options.pass_auth_env = m_ctx.pass_auth_env;
@@ -110,14 +129,7 @@ public:
       util::log::debug("supervise: started '{}' as pid {}", m_plan.argv_text.front(), s.pid);
     }
   }
-  void redact(const std::string& name, const util::Secret& value) override {
-    m_sup.redact(name, value);
-  }
 
-  // Set when the last start failed: the status to exit with (127 not found, 126 otherwise).
-  int failed_status() const { return m_exec_errno != 0 ? m_failed_status : 0; }
-
-private:
   supervise::Supervisor& m_sup;
   const Plan& m_plan;
   const SuperviseContext& m_ctx;

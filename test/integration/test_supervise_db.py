@@ -274,3 +274,43 @@ def test_a_failure_before_the_child_starts_revokes_what_was_fetched(cs, make_bao
     assert "no_such_key" in run.err
     assert not (run.secrets_dir / "db.json").exists()
     assert live_leases(bao) == [], "the lease fetched before the failure was not revoked"
+
+
+def test_on_change_restart_starts_the_child_again_with_the_new_environment(cs, make_bao):
+    from supervised import sigprobe
+
+    bao = make_bao(seeded=False)
+    v1 = CANARIES.new("restart v1")
+    bao.kv2_put("secret", "rot", {"value": v1})
+    work = cs.tmpfs_dir()
+    manifest = work / "m.yml"
+    manifest.write_text("""version: 1
+secrets:
+  rot:
+    path: secret/data/rot
+    key: value
+    refresh: 1s
+    on_change: restart
+env:
+  ROT: ${secret:rot}
+supervise:
+  stop_signal: TERM
+  grace: 5s
+""")
+    log = work / "sig.log"
+    # Each incarnation's environment is read from /proc/<pid>/environ (compared, never printed).
+    run = Supervised(cs, ["run", "-v", "-m", str(manifest), "--", sigprobe()],
+                     {"SIGPROBE_LOG": str(log), "SIGPROBE_SECONDS": "6"}, bao=bao)
+    first = wait_for(lambda: [l for l in read_lines(log) if l.startswith("ready ")], 20, "the probe")
+    pid1 = int(first[0].split()[1])
+    assert Path(f"/proc/{pid1}/environ").read_bytes().split(b"\0").count(b"ROT=" + v1.encode()) == 1
+    v2 = CANARIES.new("restart v2")
+    bao.kv2_put("secret", "rot", {"value": v2})
+    second = wait_for(lambda: [l for l in read_lines(log) if l.startswith("ready ")][1:], 20,
+                      "the restarted probe")
+    pid2 = int(second[0].split()[1])
+    assert pid2 != pid1
+    assert Path(f"/proc/{pid2}/environ").read_bytes().split(b"\0").count(b"ROT=" + v2.encode()) == 1
+    assert "sig 15" in read_lines(log), "the first child did not get the stop signal"
+    assert run.wait(30) == 0, run.describe()
+    assert "restarting the child with the new credentials" in run.err
