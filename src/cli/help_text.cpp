@@ -1,5 +1,6 @@
 #include "help_text.hpp"
 
+#include "crunchsecrets/core/options.hpp"
 #include "crunchsecrets/util/ca_bundle.hpp"
 
 #include <array>
@@ -34,17 +35,19 @@ std::string exit_code_meaning(ExitCode code) {
     return "Vault answered something unexpected (not JSON, wrong shape, not KV v2 where "
            "required); check the path and engine";
   case ExitCode::permission_denied:
-    return "permission denied (403); ask the Vault admin for a policy granting read on the path";
+    return "permission denied (403) with a valid token; ask the Vault admin for a policy granting "
+           "read on the path";
   case ExitCode::config:
     return "configuration: no Vault address, no usable auth method, a TLS certificate that "
-           "fails verification or a CA/client certificate file that cannot be used; set "
-           "VAULT_ADDR, VAULT_CACERT or credentials";
+           "fails verification or a CA/client certificate file that cannot be used, https:// "
+           "on a plain-HTTP server or http:// on a TLS server (not retried); set VAULT_ADDR, "
+           "VAULT_CACERT or credentials";
   case ExitCode::not_found:
     return "secret, key or version not found (404, deleted or destroyed version, missing key); "
            "check the path, key and version";
   case ExitCode::auth_failed:
-    return "authentication failed (login refused, bad or used wrapping token); check "
-           "credentials or role";
+    return "authentication failed (login refused, token invalid or expired, used wrapping token "
+           "or secret id); check credentials or role";
   case ExitCode::not_executable:
     return "COMMAND found but not executable";
   case ExitCode::command_not_found:
@@ -93,6 +96,7 @@ Section files_section() {
       {"/dev/shm/crunch-secrets",
        "the default secrets directory: a symlink to this run's own directory "
        "/dev/shm/.crunch-secrets.run-* (mode 0700; must be on tmpfs or ramfs)"},
+      {"~/.vault-token", "the Vault CLI's token file, used after BAO_TOKEN/VAULT_TOKEN"},
   };
   std::string bundles;
   for (const auto& path : util::ca_bundle_candidates()) {
@@ -153,7 +157,8 @@ std::vector<Section> make_sections() {
        "BAO_* variables win over the VAULT_* variable of the same name.",
        {
            {"BAO_ADDR, VAULT_ADDR", "Vault address, http:// or https:// (--vault-addr wins)"},
-           {"BAO_TOKEN, VAULT_TOKEN", "a Vault token (auth method token)"},
+           {"BAO_TOKEN, VAULT_TOKEN",
+            "a Vault token (auth method token); then ~/.vault-token, as the Vault CLI does"},
            {"BAO_CACERT, VAULT_CACERT, BAO_CAPATH, VAULT_CAPATH",
             "CA file or directory for Vault's certificate; without them see FILES"},
            {"BAO_CLIENT_CERT, VAULT_CLIENT_CERT, BAO_CLIENT_KEY, VAULT_CLIENT_KEY",
@@ -175,6 +180,17 @@ std::vector<Section> make_sections() {
             "the Arvados API server and its CA, for Arvados credentials"},
        },
        true});
+  // The settings that replace flags (fixed ENTRYPOINTs, crunch-run), from the option table.
+  for (const core::OptionDoc& o : core::option_docs()) {
+    if (o.env_is_default) {
+      const std::string_view names = o.names;
+      const std::size_t comma = names.rfind(',');
+      const std::string flag(comma == std::string_view::npos ? names : names.substr(comma + 1));
+      sections.back().entries.push_back(
+          {std::string(o.env), "sets " + flag + " when it is not given (the command line wins): " +
+                                   std::string(o.help)});
+    }
+  }
   sections.push_back(exit_status_section());
   sections.push_back(files_section());
   sections.push_back(

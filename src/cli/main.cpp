@@ -1,7 +1,10 @@
-// crunch-secrets entry point: parses arguments and forwards to core::run_command or
-// core::check_command; the one place that turns errors into exit codes.
+// crunch-secrets entry point: parses arguments (options from core::option_docs(), the same
+// table --help and the man page are made of) and forwards to core::run_command,
+// core::check_command, core::prepare_command or core::cleanup_command; the one place that turns
+// errors into exit codes.
 #include "crunchsecrets/core/commands.hpp"
 #include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/core/options.hpp"
 #include "crunchsecrets/core/prepare.hpp"
 #include "crunchsecrets/util/duration.hpp"
 #include "crunchsecrets/util/log.hpp"
@@ -13,11 +16,15 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <map>
+#include <optional>
 
 namespace {
 
 using cs::core::ExitCode;
+using cs::core::OptionScope;
 namespace log = cs::util::log;
 
 int fail(ExitCode code, const std::string& message) {
@@ -25,32 +32,144 @@ int fail(ExitCode code, const std::string& message) {
   return static_cast<int>(code);
 }
 
-void add_common(CLI::App& cmd, cs::core::CommonOptions& o, std::string& wait) {
-  cmd.add_option("-m,--manifest", o.manifest, "Manifest file (YAML or JSON)");
-  cmd.add_flag("--no-manifest", o.no_manifest, "Do not look for a manifest");
-  cmd.add_option("--secrets-dir", o.secrets_dir, "Directory for secret files (must be tmpfs)");
-  cmd.add_flag("--allow-non-tmpfs", o.allow_non_tmpfs, "Allow a secrets directory not on tmpfs");
-  cmd.add_flag("--argv-templates", o.argv_templates,
-               "Substitute references in COMMAND and ARGs (visible in /proc/PID/cmdline)");
-  cmd.add_flag("--no-env-refs", o.no_env_refs, "Ignore references in the inherited environment");
-  cmd.add_option("--auth", o.auth.method, "auto, token, approle, wrapped or arvados")
-      ->check(CLI::IsMember({"auto", "token", "approle", "wrapped", "arvados"}));
-  cmd.add_option("--token-file", o.auth.token_file, "File holding a Vault token");
-  cmd.add_option("--role-id", o.auth.role_id, "AppRole role id");
-  cmd.add_option("--role-id-file", o.auth.role_id_file, "File holding the AppRole role id");
-  cmd.add_option("--secret-id-file", o.auth.secret_id_file, "File holding the AppRole secret id");
-  cmd.add_option("--approle-mount", o.auth.approle_mount, "AppRole mount (default approle)");
-  cmd.add_option("--wrapped-token-file", o.auth.wrapped_token_file,
-                 "File holding a response-wrapping token");
-  cmd.add_option("--arvados-role", o.auth.arvados_role, "Role for the Arvados auth method");
-  cmd.add_option("--arvados-mount", o.auth.arvados_mount, "Arvados auth mount (default arvados)");
-  cmd.add_option("--arvados-token-file", o.auth.arvados_token_file,
-                 "File holding the Arvados token (default $ARVADOS_API_TOKEN)");
-  cmd.add_flag("--pass-auth-env", o.pass_auth_env, "Keep Vault auth variables for the child");
-  cmd.add_flag("--scrub-arvados-token", o.scrub_arvados_token,
-               "Remove ARVADOS_API_TOKEN from the child's environment");
-  cmd.add_option("--vault-addr", o.vault_addr, "Vault address (overrides VAULT_ADDR)");
-  cmd.add_option("--wait", wait, "How long to retry an unavailable Vault (30, 30s, 1m30s)");
+std::optional<std::string> getenv_opt(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') {
+    return std::nullopt;
+  }
+  return std::string(v);
+}
+
+// The usage lines come from core::usage_text, not from CLI11's generic "[OPTIONS] SUBCOMMAND".
+class Formatter : public CLI::Formatter {
+public:
+  std::string make_usage(const CLI::App* app, std::string) const override {
+    return "Usage: " + cs::core::usage_text(app->get_parent() != nullptr ? app->get_name() : "") +
+           "\n";
+  }
+};
+
+// Registers the options of the table on the apps and remembers them by long name, so that the
+// environment can fill those the command line left unset.
+class Binder {
+public:
+  template <typename T>
+  void bind(CLI::App& app, std::string_view long_name, T& variable) {
+    const cs::core::OptionDoc& doc = cs::core::option_doc(long_name);
+    CLI::Option* opt = nullptr;
+    if (doc.metavar.empty()) {
+      opt = app.add_flag(std::string(doc.names), variable, std::string(doc.help));
+    } else {
+      opt = app.add_option(std::string(doc.names), variable, std::string(doc.help))
+                ->type_name(std::string(doc.metavar));
+      if (!doc.choices.empty()) {
+        std::vector<std::string> choices;
+        std::string_view rest = doc.choices;
+        for (std::size_t comma; (comma = rest.find(',')) != std::string_view::npos;
+             rest.remove_prefix(comma + 1)) {
+          choices.emplace_back(rest.substr(0, comma));
+        }
+        choices.emplace_back(rest);
+        opt->check(CLI::IsMember(choices));
+      }
+    }
+    m_options[std::string(long_name)].push_back(opt);
+  }
+
+  // True when `long_name` was given on the command line (to the program or the subcommand).
+  bool given(const std::string& long_name) const {
+    auto it = m_options.find(long_name);
+    if (it == m_options.end()) {
+      return false;
+    }
+    for (const CLI::Option* o : it->second) {
+      if (o->count() > 0) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // The environment variable's value for `long_name` when the command line did not set it and
+  // the table says the variable is the option's default; with the variable's name.
+  std::optional<std::pair<std::string, std::string>> from_env(const std::string& long_name) const {
+    const cs::core::OptionDoc& doc = cs::core::option_doc(long_name);
+    if (!doc.env_is_default || given(long_name)) {
+      return std::nullopt;
+    }
+    const std::string var(doc.env);
+    if (auto v = getenv_opt(var.c_str())) {
+      return std::make_pair(*v, var);
+    }
+    return std::nullopt;
+  }
+
+private:
+  std::map<std::string, std::vector<CLI::Option*>> m_options;
+};
+
+void add_common(CLI::App& cmd, Binder& b, cs::core::CommonOptions& o, std::string& wait) {
+  b.bind(cmd, "--manifest", o.manifest);
+  b.bind(cmd, "--no-manifest", o.no_manifest);
+  b.bind(cmd, "--secrets-dir", o.secrets_dir);
+  b.bind(cmd, "--allow-non-tmpfs", o.allow_non_tmpfs);
+  b.bind(cmd, "--argv-templates", o.argv_templates);
+  b.bind(cmd, "--no-env-refs", o.no_env_refs);
+  b.bind(cmd, "--auth", o.auth.method);
+  b.bind(cmd, "--token-file", o.auth.token_file);
+  b.bind(cmd, "--role-id", o.auth.role_id);
+  b.bind(cmd, "--role-id-file", o.auth.role_id_file);
+  b.bind(cmd, "--secret-id-file", o.auth.secret_id_file);
+  b.bind(cmd, "--approle-mount", o.auth.approle_mount);
+  b.bind(cmd, "--wrapped-token-file", o.auth.wrapped_token_file);
+  b.bind(cmd, "--arvados-role", o.auth.arvados_role);
+  b.bind(cmd, "--arvados-mount", o.auth.arvados_mount);
+  b.bind(cmd, "--arvados-token-file", o.auth.arvados_token_file);
+  b.bind(cmd, "--pass-auth-env", o.pass_auth_env);
+  b.bind(cmd, "--scrub-arvados-token", o.scrub_arvados_token);
+  b.bind(cmd, "--vault-addr", o.vault_addr);
+  b.bind(cmd, "--wait", wait);
+}
+
+// The value of `--log-format` on the command line (before parsing, so that even a usage error
+// is written in the requested format), else of CRUNCH_SECRETS_LOG_FORMAT.
+std::string early_log_format(const std::vector<std::string>& args) {
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--log-format" && i + 1 < args.size()) {
+      return args[i + 1];
+    }
+    if (args[i].rfind("--log-format=", 0) == 0) {
+      return args[i].substr(13);
+    }
+  }
+  return getenv_opt("CRUNCH_SECRETS_LOG_FORMAT").value_or("text");
+}
+
+// The first word that is neither an option nor an option's value: the subcommand, if any.
+std::optional<std::string> first_word(const std::vector<std::string>& args) {
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--log-format" || a == "--log-level" || a == "--generate") {
+      ++i;
+      continue;
+    }
+    if (!a.empty() && a[0] == '-') {
+      continue;
+    }
+    return a;
+  }
+  return std::nullopt;
+}
+
+const char* const k_methods[] = {"auto", "token", "approle", "wrapped", "arvados"};
+
+bool is_method(const std::string& m) {
+  for (const char* k : k_methods) {
+    if (m == k) {
+      return true;
+    }
+  }
+  return false;
 }
 
 } // namespace
@@ -68,8 +187,20 @@ int main(int argc, char** argv) {
     (dashdash ? command : ours).emplace_back(argv[i]);
   }
 
+  const std::string early_format = early_log_format(ours);
+  log::configure(log::Level::info, early_format == "json" ? log::Format::json : log::Format::text);
+  if (auto word = first_word(ours);
+      word && *word != "run" && *word != "check" && *word != "prepare" && *word != "cleanup") {
+    return fail(ExitCode::usage, fmt::format("unknown subcommand '{}': use run or check (or, on "
+                                             "the host, prepare or cleanup; see crunch-secrets "
+                                             "--help)",
+                                             *word));
+  }
+
   CLI::App app{"crunch-secrets: put Vault/OpenBao secrets into a process just before it starts",
                "crunch-secrets"};
+  app.formatter(std::make_shared<Formatter>());
+  app.footer(cs::cli::help_epilog());
   app.set_version_flag(
       "--version",
       [] {
@@ -77,31 +208,20 @@ int main(int argc, char** argv) {
                cs::vault::curl_version_line();
       },
       "Print the version, the git revision and the libcurl/TLS versions in use, and exit");
-  app.footer(cs::cli::help_epilog());
   app.require_subcommand(1);
-  std::string log_format = "text";
+  std::string log_format;
+  std::string log_level;
   bool quiet = false;
   bool verbose = false;
   cs::core::CommonOptions options;
-  std::string wait = "60s";
+  std::string wait;
   bool online = false;
   bool json = false;
-  for (CLI::App* target : {&app}) {
-    target->add_option("--log-format", log_format, "text or json")
-        ->check(CLI::IsMember({"text", "json"}));
-    target->add_flag("-q,--quiet", quiet, "Only errors");
-    target->add_flag("-v,--verbose", verbose, "Debug lines (never values)");
-  }
-  CLI::App* run = app.add_subcommand("run", "Fetch secrets and exec COMMAND: run [OPTIONS] -- "
-                                            "COMMAND [ARG...]");
-  CLI::App* check = app.add_subcommand("check", "Validate references and print the plan");
-  for (CLI::App* sub : {run, check}) {
-    add_common(*sub, options, wait);
-    sub->add_option("--log-format", log_format, "text or json")
-        ->check(CLI::IsMember({"text", "json"}));
-    sub->add_flag("-q,--quiet", quiet, "Only errors");
-    sub->add_flag("-v,--verbose", verbose, "Debug lines (never values)");
-  }
+  bool consume = false;
+  Binder binder;
+  CLI::App* run = app.add_subcommand("run", "Fetch the secrets, deliver them and exec COMMAND");
+  CLI::App* check =
+      app.add_subcommand("check", "Validate references and print the plan; never runs COMMAND");
   // The host-side protocol (docs/crunch-run-protocol.md).
   cs::core::PrepareOptions prepare_options;
   int result_fd = -1;
@@ -110,36 +230,45 @@ int main(int argc, char** argv) {
       "prepare", "Resolve a container record's secrets on the host (docs/crunch-run-protocol.md)");
   prepare
       ->add_option("--container", prepare_options.container, "Container record (JSON), - = stdin")
+      ->type_name("FILE")
       ->required();
   prepare
       ->add_option("--secrets-dir", prepare_options.secrets_dir,
                    "Fresh host directory on tmpfs for the files")
+      ->type_name("DIR")
       ->required();
   prepare->add_option("--result-fd", result_fd, "Write the result on this descriptor")
+      ->type_name("FD")
       ->check(CLI::NonNegativeNumber);
-  prepare->add_option("--vault-addr", prepare_options.vault_addr, "Vault address");
+  prepare->add_option("--vault-addr", prepare_options.vault_addr, "Vault address")
+      ->type_name("URL");
   CLI::App* cleanup =
       app.add_subcommand("cleanup", "Remove what prepare wrote and revoke its token");
-  cleanup->add_option("--state", state_file, "The state file prepare named")->required();
+  cleanup->add_option("--state", state_file, "The state file prepare named")
+      ->type_name("FILE")
+      ->required();
+  for (CLI::App* target : {&app, run, check, prepare, cleanup}) {
+    binder.bind(*target, "--log-format", log_format);
+    binder.bind(*target, "--log-level", log_level);
+    binder.bind(*target, "--quiet", quiet);
+    binder.bind(*target, "--verbose", verbose);
+  }
+  for (CLI::App* sub : {run, check}) {
+    add_common(*sub, binder, options, wait);
+    sub->footer(cs::cli::help_epilog());
+  }
   for (CLI::App* sub : {prepare, cleanup}) {
-    sub->add_option("--wait", wait, "How long to retry an unavailable Vault (30, 30s, 1m30s)");
-    sub->add_option("--log-format", log_format, "text or json")
-        ->check(CLI::IsMember({"text", "json"}));
-    sub->add_flag("-q,--quiet", quiet, "Only errors");
-    sub->add_flag("-v,--verbose", verbose, "Debug lines (never values)");
+    binder.bind(*sub, "--wait", wait);
   }
   // Without "--", the first word that is not an option starts the command.
   run->prefix_command(!dashdash);
-  run->add_flag("--supervise", options.supervise.supervise,
-                "Stay the parent of COMMAND: renew leases, rotate credentials, revoke at exit");
-  run->add_flag("--redact", options.supervise.redact,
-                "Replace secret values in COMMAND's output (implies --supervise)");
-  run->add_flag("--keep-token", options.supervise.keep_token,
-                "Do not revoke the Vault token crunch-secrets obtained");
-  run->add_flag("--signal-group", options.supervise.signal_group,
-                "Forward signals to COMMAND's process group (implies --supervise)");
-  check->add_flag("--online", online, "Log in and check read capability for each path");
-  check->add_flag("--json", json, "Print the plan as JSON");
+  binder.bind(*run, "--supervise", options.supervise.supervise);
+  binder.bind(*run, "--redact", options.supervise.redact);
+  binder.bind(*run, "--keep-token", options.supervise.keep_token);
+  binder.bind(*run, "--signal-group", options.supervise.signal_group);
+  binder.bind(*check, "--online", online);
+  binder.bind(*check, "--consume-credentials", consume);
+  binder.bind(*check, "--json", json);
 
   // The build generates the man page and the completions from the definitions above.
   if (ours.size() == 2 && ours[0] == "--generate") {
@@ -164,16 +293,55 @@ int main(int argc, char** argv) {
     }
     return fail(ExitCode::usage, std::string(e.what()) + ": see crunch-secrets --help");
   }
-  log::configure(verbose ? log::Level::debug
-                 : quiet ? log::Level::error
-                         : log::Level::info,
-                 log_format == "json" ? log::Format::json : log::Format::text);
 
+  // Options the command line left unset come from their environment variables.
+  auto setting = [&](const std::string& name, std::string& value,
+                     const std::string& fallback) -> std::string {
+    if (auto env = binder.from_env(name)) {
+      value = env->first;
+      return env->second + "='" + env->first + "'";
+    }
+    if (value.empty()) {
+      value = fallback;
+    }
+    return name + " " + value;
+  };
+  const std::string format_source = setting("--log-format", log_format, "text");
+  if (log_format != "text" && log_format != "json") {
+    return fail(ExitCode::usage,
+                format_source + ": the log format must be text or json: see crunch-secrets --help");
+  }
+  const std::string level_source = setting("--log-level", log_level, "info");
+  auto level = log::parse_level(log_level);
+  if (!level) {
+    return fail(ExitCode::usage, level_source + ": the log level must be error, info or debug: "
+                                                "see crunch-secrets --help");
+  }
+  // -v and -q are the command line too: they win over CRUNCH_SECRETS_LOG_LEVEL.
+  if (verbose) {
+    level = log::Level::debug;
+  } else if (quiet) {
+    level = log::Level::error;
+  }
+  log::configure(*level, log_format == "json" ? log::Format::json : log::Format::text);
+
+  const std::string auth_source = setting("--auth", options.auth.method, "auto");
+  if (!is_method(options.auth.method)) {
+    return fail(ExitCode::usage, auth_source +
+                                     ": unknown login method: use auto, token, approle, wrapped or "
+                                     "arvados (see crunch-secrets --help)");
+  }
+  const std::string wait_source = setting("--wait", wait, "60s");
   auto d = cs::util::parse_duration(wait);
   if (!d) {
-    return fail(ExitCode::usage, "--wait: " + d.error());
+    return fail(ExitCode::usage, wait_source + ": " + d.error());
   }
   options.wait = *d;
+  if (consume && !online) {
+    return fail(ExitCode::usage, "--consume-credentials applies only with --online: see "
+                                 "crunch-secrets --help");
+  }
+  options.consume_credentials = consume;
   try {
     if (prepare->parsed() || cleanup->parsed()) {
       if (!command.empty()) {
@@ -203,7 +371,10 @@ int main(int argc, char** argv) {
     options.command = command;
     return cs::core::check_command(options, online, json);
   } catch (const cs::core::Error& e) {
-    return fail(e.code(), e.what());
+    log::Fields fields = e.fields();
+    fields.exit_code = static_cast<int>(e.code());
+    log::write(log::Level::error, e.what(), fields);
+    return fields.exit_code;
   } catch (const std::bad_alloc&) {
     return fail(ExitCode::internal, "out of memory");
   } catch (const std::exception& e) {

@@ -4,6 +4,8 @@
 #include "crunchsecrets/util/fs.hpp"
 #include "crunchsecrets/util/log.hpp"
 
+#include <sys/stat.h>
+
 namespace cs::core {
 
 using util::Secret;
@@ -15,13 +17,16 @@ bool has(const vault::EnvLookup& env, const char* name) {
   return v && !v->empty();
 }
 
+// Reads a credential from `path`, or from standard input when `path` is "-" (the convention of
+// the Vault CLI and of most Unix tools), so that it never has to be stored in a file.
 Secret from_file(const std::string& path, const std::string& what) {
-  auto r = util::read_secret_file(path);
+  auto r = util::read_secret_file(path == "-" ? "/dev/stdin" : path);
   if (!r) {
     throw Error(ExitCode::no_input, "{}: {}: check the path", what, r.error());
   }
   if (r->empty()) {
-    throw Error(ExitCode::config, "{} file {} is empty", what, path);
+    throw Error(ExitCode::config, "{} {} is empty", what,
+                path == "-" ? std::string("(standard input)") : "file " + path);
   }
   return Secret(std::move(*r));
 }
@@ -38,6 +43,19 @@ Secret from_env(const vault::EnvLookup& env, std::initializer_list<const char*> 
 }
 
 } // namespace
+
+std::string vault_token_helper_file(const vault::EnvLookup& env) {
+  auto home = env("HOME");
+  if (!home || home->empty()) {
+    return {};
+  }
+  std::string path = *home + "/.vault-token";
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return {};
+  }
+  return path;
+}
 
 AuthOptions merge_auth(AuthOptions o, const Manifest* manifest, const vault::EnvLookup& env) {
   if (manifest != nullptr) {
@@ -87,11 +105,17 @@ std::string choose_method(const AuthOptions& o, const vault::EnvLookup& env) {
       (!o.secret_id_file.empty() || has(env, "CRUNCH_SECRETS_SECRET_ID"))) {
     return "approle";
   }
+  // The Vault CLI's token helper file, after every explicit credential: a developer's
+  // `bao login` must not override what a job was given.
+  if (!vault_token_helper_file(env).empty()) {
+    return "token";
+  }
   if (has(env, "ARVADOS_API_TOKEN") || !o.arvados_token_file.empty()) {
     return "arvados";
   }
   throw Error(ExitCode::config,
-              "no Vault credentials found: set VAULT_TOKEN, pass --token-file, provide an AppRole "
+              "no Vault credentials found: set VAULT_TOKEN (or write ~/.vault-token), pass "
+              "--token-file, provide an AppRole "
               "(--role-id and --secret-id-file), a wrapped token (--wrapped-token-file), or run "
               "with ARVADOS_API_TOKEN for --auth arvados");
 }
@@ -99,12 +123,21 @@ std::string choose_method(const AuthOptions& o, const vault::EnvLookup& env) {
 void login(vault::Client& client, const AuthOptions& o, const vault::EnvLookup& env) {
   const std::string method = choose_method(o, env);
   util::log::debug("authenticating with method {}", method);
+  if (o.role_id_file == "-" && o.secret_id_file == "-") {
+    throw Error(ExitCode::usage, "--role-id-file - and --secret-id-file - cannot both read "
+                                 "standard input: give one of them as a file");
+  }
   if (method == "token") {
     Secret token = !o.token_file.empty() ? from_file(o.token_file, "--token-file")
                                          : from_env(env, {"BAO_TOKEN", "VAULT_TOKEN"});
+    // As the Vault CLI does: the token helper's file when no token was given otherwise.
+    if (const std::string helper = vault_token_helper_file(env); token.empty() && !helper.empty()) {
+      util::log::debug("using the token in {}", helper);
+      token = from_file(helper, "the Vault token file");
+    }
     if (token.empty()) {
-      throw Error(ExitCode::config, "--auth token: set VAULT_TOKEN (or BAO_TOKEN) or pass "
-                                    "--token-file");
+      throw Error(ExitCode::config, "--auth token: set VAULT_TOKEN (or BAO_TOKEN), write "
+                                    "~/.vault-token or pass --token-file");
     }
     client.use_token(std::move(token));
   } else if (method == "wrapped") {
@@ -115,7 +148,14 @@ void login(vault::Client& client, const AuthOptions& o, const vault::EnvLookup& 
       throw Error(ExitCode::config, "--auth wrapped: pass --wrapped-token-file or set "
                                     "CRUNCH_SECRETS_WRAPPED_TOKEN");
     }
-    client.login_wrapped(w);
+    // The wrapping token may hold an AppRole secret id; the role id is then needed too.
+    Secret role_id;
+    if (!o.role_id_file.empty()) {
+      role_id = from_file(o.role_id_file, "--role-id-file");
+    } else if (!o.role_id.empty()) {
+      role_id = Secret(o.role_id);
+    }
+    client.login_wrapped(w, o.approle_mount, role_id);
   } else if (method == "approle") {
     Secret role_id =
         !o.role_id_file.empty() ? from_file(o.role_id_file, "--role-id-file") : Secret(o.role_id);
@@ -143,6 +183,33 @@ void login(vault::Client& client, const AuthOptions& o, const vault::EnvLookup& 
                 "arvados",
                 method);
   }
+}
+
+std::string check_without_login(vault::Client& client, const AuthOptions& o,
+                                const vault::EnvLookup& env) {
+  const std::string method = choose_method(o, env);
+  if (method == "wrapped") {
+    Secret w = !o.wrapped_token_file.empty()
+                   ? from_file(o.wrapped_token_file, "--wrapped-token-file")
+                   : from_env(env, {"CRUNCH_SECRETS_WRAPPED_TOKEN"});
+    if (w.empty()) {
+      throw Error(ExitCode::config, "--auth wrapped: pass --wrapped-token-file or set "
+                                    "CRUNCH_SECRETS_WRAPPED_TOKEN");
+    }
+    const vault::WrapInfo info = client.lookup_wrapping(w);
+    return fmt::format("wrapped (the wrapping token is valid: created by {}, TTL {}s; not "
+                       "unwrapped, so read capabilities were not checked: --consume-credentials "
+                       "would use it up)",
+                       info.creation_path.empty() ? "?" : info.creation_path, info.creation_ttl);
+  }
+  if (method == "approle") {
+    throw Error(ExitCode::usage,
+                "check --online does not log in with an AppRole secret id: a secret id may be "
+                "single use (secret_id_num_uses), and a login would use it up so that the "
+                "following run fails; pass --consume-credentials to log in anyway, or check "
+                "with a token (VAULT_TOKEN)");
+  }
+  return {};
 }
 
 } // namespace cs::core

@@ -268,18 +268,30 @@ int check_command(const CommonOptions& o, bool online, bool json) {
   }
 
   std::vector<std::vector<std::string>> caps;
+  bool caps_checked = true;
   int status = 0;
   if (online && !plan.fetches.empty()) {
     const vault::Config config = vault_config(o);
     vault::CurlTransport transport(config);
     vault::Client client(config, transport, vault::Clock::now() + o.wait);
-    login(client, auth, getenv_opt);
-    std::vector<std::string> paths;
-    for (const auto& f : plan.fetches) {
-      paths.push_back(f.read.path);
+    // A check must leave single-use credentials for the run it prepares.
+    std::string validated;
+    if (!o.consume_credentials) {
+      validated = check_without_login(client, auth, getenv_opt);
     }
-    caps = client.capabilities(paths);
+    if (validated.empty()) {
+      login(client, auth, getenv_opt);
+      std::vector<std::string> paths;
+      for (const auto& f : plan.fetches) {
+        paths.push_back(f.read.path);
+      }
+      caps = client.capabilities(paths);
+    } else {
+      method = validated;
+      caps_checked = false;
+    }
   }
+  auto checked = [&]() { return online && caps_checked && !plan.fetches.empty(); };
   auto readable = [&](std::size_t i) {
     for (const auto& c : caps[i]) {
       if (c == "read" || c == "root") {
@@ -307,7 +319,7 @@ int check_command(const CommonOptions& o, bool online, bool json) {
       if (f.read.version) {
         read["version"] = *f.read.version;
       }
-      if (online) {
+      if (checked()) {
         read["readable"] = readable(i);
       }
       j["reads"].push_back(std::move(read));
@@ -335,7 +347,7 @@ int check_command(const CommonOptions& o, bool online, bool json) {
         who += (who.empty() ? "" : ", ") + u;
       }
       out += fmt::format("  {}  engine={}  used by: {}", f.read.describe, to_string(f.engine), who);
-      if (online) {
+      if (checked()) {
         out += readable(i) ? "  [readable]" : "  [DENIED: no read capability]";
       }
       out += "\n";
@@ -352,7 +364,7 @@ int check_command(const CommonOptions& o, bool online, bool json) {
     out += fmt::format("argv templates: {}\n", plan.argv_templates ? "on" : "off");
   }
   std::cout << out << std::flush;
-  if (online) {
+  if (checked()) {
     for (std::size_t i = 0; i < plan.fetches.size(); ++i) {
       if (!readable(i)) {
         util::log::write(util::log::Level::error,

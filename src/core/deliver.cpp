@@ -575,7 +575,9 @@ EnvBlock build_child_env(const std::vector<std::string>& environ, const Plan& pl
     if (resolver == nullptr) {
       throw Error(ExitCode::internal, "internal error: environment references without secrets");
     }
-    const std::string where = fmt::format("environment variable {} ({})", a.name, a.origin);
+    const std::string where = a.origin == "environment"
+                                  ? fmt::format("environment variable {}", a.name)
+                                  : fmt::format("environment variable {} ({})", a.name, a.origin);
     Secret value = resolver->render(a.value, where);
     refuse_nul(value, where);
     assigned[a.name] = std::move(value);

@@ -12,7 +12,7 @@ namespace {
 // engine requirement: two different explicit engines for one read are a manifest error.
 std::size_t add_fetch(Plan& plan, const std::string& path,
                       const std::optional<std::uint64_t>& version, Engine engine,
-                      const std::string& user) {
+                      const std::string& user, const std::string& reference) {
   if (const char* prefix = refused_path_prefix(path)) {
     throw Error(ExitCode::invalid_input,
                 "{}: {} is under {}, where Vault answers with tokens (logins, token lookup and "
@@ -37,8 +37,11 @@ std::size_t add_fetch(Plan& plan, const std::string& path,
   Fetch f;
   f.read.path = path;
   f.read.version = version;
-  f.read.describe = version ? fmt::format("{} version {} (for {})", path, *version, user)
-                            : fmt::format("{} (for {})", path, user);
+  // A `vault:` user already names the path and version; a manifest secret does not.
+  f.read.describe = user.rfind("vault:", 0) == 0 ? user
+                    : version ? fmt::format("{} version {} for {}", path, *version, user)
+                              : fmt::format("{} for {}", path, user);
+  f.read.reference = reference;
   f.engine = engine;
   f.first_user = user;
   plan.fetches.push_back(std::move(f));
@@ -52,7 +55,7 @@ void add_template_fetches(Plan& plan, const Template& t, const std::string& user
     }
     if (const auto* v = std::get_if<VaultRef>(&*seg.ref)) {
       add_fetch(plan, v->path, v->version, v->version ? Engine::kv2 : Engine::automatic,
-                fmt::format("{} ({})", describe(*seg.ref), user));
+                fmt::format("{} ({})", describe(*seg.ref), user), describe(*seg.ref));
     } else {
       const auto& n = std::get<NamedRef>(*seg.ref);
       const SecretSpec* spec =
@@ -62,7 +65,7 @@ void add_template_fetches(Plan& plan, const Template& t, const std::string& user
                     "{}: '${{secret:{}}}' names no secret declared in the manifest", user, n.name);
       }
       add_fetch(plan, spec->path, spec->version, spec->engine,
-                fmt::format("secret '{}' ({})", spec->name, spec->origin));
+                fmt::format("secret '{}' ({})", spec->name, spec->origin), describe(*seg.ref));
     }
   }
 }

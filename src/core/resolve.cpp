@@ -183,7 +183,7 @@ const SecretJson& Resolver::node(const Ref& ref, const std::string& where) const
                                                  : fmt::format("{} keys", data.size());
     throw Error(ExitCode::not_found,
                 "{} ({}): no key '{}' in {} (it has {}): check the key with the secret's owner",
-                describe(ref), where, *key, m_plan.fetches[index].read.describe, count);
+                describe(ref), where, *key, m_plan.fetches[index].read.path, count);
   }
   return *it;
 }

@@ -98,11 +98,46 @@ std::string seconds_text(Clock::duration d) {
   return fmt::format("{:.1f}s", std::chrono::duration<double>(d).count());
 }
 
+std::string body_text(const util::SecureString& body) {
+  return std::string(body.data(), std::min<std::size_t>(body.size(), 512));
+}
+
+// True when a 404 body carries KV v2's warning about a path without data/ or metadata/.
+bool is_kv2_path_without_data(const SecretJson& j) {
+  if (!j.is_object() || !j.contains("warnings") || !j["warnings"].is_array()) {
+    return false;
+  }
+  for (const auto& w : j["warnings"]) {
+    if (w.is_string()) {
+      const auto& t = w.get_ref<const SecretJson::string_t&>();
+      if (std::string_view(t.data(), t.size()).find("versioned K/V") != std::string_view::npos) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+// How many references a grouped error line names before "and N more".
+constexpr std::size_t k_listed_references = 3;
+
 } // namespace
+
+bool is_https_to_plain_http(const Response& r) {
+  // OpenSSL's words when the first bytes back are not a TLS record, e.g. an HTTP answer.
+  return r.status == 0 && r.transport_error.find("wrong version number") != std::string::npos;
+}
+
+bool is_http_to_https(const Response& r) {
+  // Go's HTTP server (Vault, OpenBao) answers a plain request on a TLS port with this body.
+  return r.status == 400 &&
+         body_text(r.body).find("Client sent an HTTP request to an HTTPS server") !=
+             std::string::npos;
+}
 
 bool is_retryable(const Response& r) {
   if (r.status == 0) {
-    return !r.permanent;
+    return !r.permanent && !is_https_to_plain_http(r);
   }
   // 307 is a standby's redirect to the active node: it is never followed (that would send the
   // token to whatever host it names), only retried at the configured address until the
@@ -204,10 +239,22 @@ std::vector<Response> Client::send(const std::vector<Request>& requests, bool si
     const auto delay =
         std::min(backoff_delay(attempt, m_rng), remaining - std::chrono::milliseconds(10));
     const Response& sample = results[retry.front()];
-    util::log::debug("Vault not ready ({}); retrying {} request(s) in {} ms",
-                     sample.status == 0 ? sample.transport_error
-                                        : fmt::format("HTTP {}", sample.status),
-                     retry.size(), delay.count());
+    // One line per attempt group: what is unavailable, the attempt, the next try, the end.
+    util::log::Fields fields;
+    fields.attempt = attempt + 1;
+    fields.status = sample.status;
+    util::log::write(
+        util::log::Level::info,
+        fmt::format("Vault at {} unavailable ({}) for {} request(s): attempt {} failed, next try "
+                    "in {}, gives up {}",
+                    m_config.address,
+                    sample.status == 0 ? sample.transport_error
+                                       : fmt::format("HTTP {}", sample.status),
+                    retry.size(), attempt + 1, seconds_text(delay),
+                    m_config.max_retries
+                        ? fmt::format("after {} retries (VAULT_MAX_RETRIES)", *m_config.max_retries)
+                        : fmt::format("in {} (--wait)", seconds_text(remaining))),
+        fields);
     std::this_thread::sleep_for(delay);
     pending = std::move(retry);
   }
@@ -221,6 +268,27 @@ void Client::fail(const Response& r, const std::string& what, ExitCode on_400,
                 "Vault at {} answered {} with a response too large: {}: check VAULT_ADDR and "
                 "the path",
                 m_config.address, what, r.transport_error);
+  }
+  // The scheme does not match the server: no retry can help, the address must change.
+  if (r.status == 0 && is_https_to_plain_http(r)) {
+    std::string http = m_config.address;
+    if (http.rfind("https://", 0) == 0) {
+      http.replace(0, 8, "http://");
+    }
+    throw Error(ExitCode::config,
+                "Vault at {} speaks plain HTTP, not TLS (the TLS handshake failed: {}): use {} "
+                "in VAULT_ADDR, or enable TLS on the server",
+                m_config.address, r.transport_error, http);
+  }
+  if (r.status == 400 && is_http_to_https(r)) {
+    std::string https = m_config.address;
+    if (https.rfind("http://", 0) == 0) {
+      https.replace(0, 7, "https://");
+    }
+    throw Error(ExitCode::config,
+                "Vault at {} speaks HTTPS (it answered 400 \"Client sent an HTTP request to an "
+                "HTTPS server\"): use {} in VAULT_ADDR, with VAULT_CACERT for its CA",
+                m_config.address, https);
   }
   if (r.status == 0 && r.permanent) {
     throw Error(ExitCode::config,
@@ -245,18 +313,26 @@ void Client::fail(const Response& r, const std::string& what, ExitCode on_400,
   }
   switch (r.status) {
   case 403:
-    throw Error(ExitCode::permission_denied, "permission denied reading {} (HTTP 403{}): {}", what,
-                said, hint_403);
+    if (m_token_invalid) {
+      throw Error(ExitCode::auth_failed,
+                  "{}: permission denied (HTTP 403{}): the token is invalid or expired (Vault "
+                  "refused it for auth/token/lookup-self too): check VAULT_TOKEN or the login",
+                  what, said);
+    }
+    throw Error(ExitCode::permission_denied, "{}: permission denied (HTTP 403{}): {}", what, said,
+                hint_403);
   case 404:
-    throw Error(ExitCode::not_found, "{} not found (HTTP 404{}): check the path and mount", what,
+    throw Error(ExitCode::not_found, "{}: not found (HTTP 404{}): check the path and mount", what,
                 said);
   case 400:
-    throw Error(on_400, "Vault refused {} (HTTP 400{})", what, said);
+    throw Error(on_400, "{}: Vault refused the request (HTTP 400{})", what, said);
   case 401:
-    throw Error(ExitCode::auth_failed, "Vault refused {} (HTTP 401{}): check the credentials", what,
-                said);
+    throw Error(ExitCode::auth_failed,
+                "{}: Vault refused the request (HTTP 401{}): check the "
+                "credentials",
+                what, said);
   default:
-    throw Error(ExitCode::protocol, "unexpected HTTP {} from Vault for {}{}", r.status, what, said);
+    throw Error(ExitCode::protocol, "{}: unexpected HTTP {} from Vault{}", what, r.status, said);
   }
 }
 
@@ -315,6 +391,15 @@ void Client::login_approle(const std::string& mount, const Secret& role_id,
   auto r = send(req, true);
   fail_single_use(r[0], what);
   if (!r[0].http_ok()) {
+    fail_login(r[0], what, mount, "--approle-mount");
+    if (r[0].status == 400 && !is_http_to_https(r[0])) {
+      throw Error(ExitCode::auth_failed,
+                  "{} refused (HTTP 400: \"{}\"): the role id or secret id is wrong or expired, "
+                  "or the secret id may have been used up: secret ids can be single use, and "
+                  "another process, an earlier run, or check --online --consume-credentials may "
+                  "have used it; ask for a new secret id",
+                  what, server_message(r[0].body, m_credentials));
+    }
     fail(r[0], what, ExitCode::auth_failed, "check the AppRole's configuration");
   }
   take_auth(r[0], what);
@@ -322,7 +407,8 @@ void Client::login_approle(const std::string& mount, const Secret& role_id,
   m_owns_token = true;
 }
 
-void Client::login_wrapped(const Secret& wrapping_token) {
+void Client::login_wrapped(const Secret& wrapping_token, const std::string& approle_mount,
+                           const Secret& role_id) {
   m_credentials.push_back(wrapping_token);
   std::vector<Request> req(1);
   req[0].method = "POST";
@@ -330,19 +416,91 @@ void Client::login_wrapped(const Secret& wrapping_token) {
   req[0].token = &wrapping_token;
   auto r = send(req, true);
   fail_single_use(r[0], "unwrapping the response-wrapping token");
-  if (r[0].status == 400) {
-    throw Error(ExitCode::auth_failed,
-                "the response-wrapping token was refused by sys/wrapping/unwrap (\"{}\"): it is "
-                "single use and may already have been unwrapped by someone else or have expired; "
-                "treat that as a possible compromise and issue a new one",
-                server_message(r[0].body, m_credentials));
+  if (r[0].status == 400 && !is_http_to_https(r[0])) {
+    throw used_wrapping_token(r[0], "sys/wrapping/unwrap");
   }
   if (!r[0].http_ok()) {
     fail(r[0], "unwrapping the response-wrapping token", ExitCode::auth_failed, "");
   }
+  // A wrapped AppRole secret id (as Vault Agent's secret_id_response_wrapping_path expects):
+  // the answer has data.secret_id instead of auth; log in with it.
+  SecretJson j = parse_body(r[0].body);
+  const bool secret_id = j.is_object() && !(j.contains("auth") && j["auth"].is_object()) &&
+                         j.contains("data") && j["data"].is_object() &&
+                         j["data"].contains("secret_id") && j["data"]["secret_id"].is_string();
+  if (secret_id) {
+    Secret sid(j["data"]["secret_id"].get<SecretJson::string_t>());
+    util::wipe_json(j);
+    util::wipe_string(r[0].body);
+    if (role_id.empty()) {
+      throw Error(ExitCode::config,
+                  "the response-wrapping token held an AppRole secret id (now unwrapped, so it "
+                  "cannot be used again): give the role id too (--role-id, --role-id-file or "
+                  "CRUNCH_SECRETS_ROLE_ID) with a new wrapped secret id");
+    }
+    util::log::debug("the wrapping token held an AppRole secret id: logging in at auth/{}",
+                     approle_mount);
+    login_approle(approle_mount, role_id, sid);
+    return;
+  }
+  util::wipe_json(j);
   take_auth(r[0], "unwrapping the response-wrapping token");
   m_credentials.push_back(m_token);
   m_owns_token = true;
+}
+
+Error Client::used_wrapping_token(const Response& r, const std::string& endpoint) const {
+  return Error(ExitCode::auth_failed,
+               "the response-wrapping token was refused by {} (\"{}\"): it is single use and "
+               "short-lived: another process, an earlier run, or check --online "
+               "--consume-credentials may have unwrapped it, or it expired; if none of these "
+               "did, treat it as a possible compromise and issue a new one",
+               endpoint, server_message(r.body, m_credentials));
+}
+
+WrapInfo Client::lookup_wrapping(const Secret& wrapping_token) {
+  m_credentials.push_back(wrapping_token);
+  std::vector<Request> req(1);
+  req[0].method = "POST";
+  req[0].path = "sys/wrapping/lookup";
+  req[0].body = json_body({{"token", wrapping_token.reveal()}});
+  auto r = send(req);
+  if (r[0].status == 400 && !is_http_to_https(r[0])) {
+    throw used_wrapping_token(r[0], "sys/wrapping/lookup");
+  }
+  if (!r[0].http_ok()) {
+    fail(r[0], "looking up the response-wrapping token", ExitCode::auth_failed, "");
+  }
+  SecretJson j = parse_body(r[0].body);
+  WrapInfo info;
+  if (j.is_object() && j.contains("data") && j["data"].is_object()) {
+    const SecretJson& d = j["data"];
+    if (d.contains("creation_path") && d["creation_path"].is_string()) {
+      const auto& v = d["creation_path"].get_ref<const SecretJson::string_t&>();
+      info.creation_path.assign(v.data(), v.size());
+    }
+    if (d.contains("creation_ttl") && d["creation_ttl"].is_number_integer()) {
+      info.creation_ttl = d["creation_ttl"].get<std::int64_t>();
+    }
+  }
+  util::wipe_json(j);
+  return info;
+}
+
+void Client::fail_login(const Response& r, const std::string& what, const std::string& mount,
+                        const std::string& option) const {
+  // Login paths need no token, so Vault answers 403/404/405 there only when it finds no login
+  // endpoint: nothing, or a method of another type, is mounted at auth/<mount>. (Without a
+  // token Vault does not say which: sys/internal/ui/mounts answers 403 too.)
+  if (r.status == 403 || r.status == 404 || r.status == 405) {
+    const std::string server = server_message(r.body, m_credentials);
+    throw Error(ExitCode::auth_failed,
+                "{} refused (HTTP {}{}): no auth method of that type is mounted at auth/{} (Vault "
+                "answers a login with {} when it finds no login endpoint there): check {} "
+                "against `bao auth list` / `vault auth list`",
+                what, r.status, server.empty() ? "" : fmt::format(": \"{}\"", server), mount,
+                r.status, option);
+  }
 }
 
 void Client::login_arvados(const std::string& mount, const std::string& role,
@@ -354,10 +512,13 @@ void Client::login_arvados(const std::string& mount, const std::string& role,
   req[0].body = json_body({{"role", role}, {"arvados_token", arvados_token.reveal()}});
   const std::string what = fmt::format("Arvados login at auth/{} (role '{}')", mount, role);
   auto r = send(req);
+  if (r[0].status == 404 || r[0].status == 405) {
+    fail_login(r[0], what, mount, "--arvados-mount");
+  }
   if (r[0].status == 403 || r[0].status == 400 || r[0].status == 401) {
     throw Error(ExitCode::auth_failed,
                 "{} refused (HTTP {}: \"{}\"): check that the container is running, its user is "
-                "bound to the role, and the role exists",
+                "bound to the role, the role exists, and the plugin is mounted at that path",
                 what, r[0].status, server_message(r[0].body, m_credentials));
   }
   if (!r[0].http_ok()) {
@@ -378,24 +539,104 @@ std::vector<Fetched> Client::read_all(const std::vector<ReadSpec>& specs) {
     reqs[i].token = &m_token;
   }
   auto responses = send(reqs);
+  // A 403 means an invalid or expired token, or a valid one without a policy: one more
+  // request, made only after such a failure, tells them apart for every reference at once.
+  m_token_invalid = false;
+  if (std::any_of(responses.begin(), responses.end(),
+                  [](const Response& r) { return r.status == 403; })) {
+    m_token_invalid = !token_is_valid();
+  }
   std::vector<Fetched> out(specs.size());
-  std::optional<Error> first;
+  std::vector<Error> failures;
   for (std::size_t i = 0; i < specs.size(); ++i) {
     try {
       out[i] = parse_read(specs[i], responses[i]);
-    } catch (const Error& e) {
-      if (!first) {
-        first = e;
-      } else {
-        util::log::write(util::log::Level::error, e.what(), static_cast<int>(e.code()));
-      }
+    } catch (Error& e) {
+      util::log::Fields fields;
+      fields.reference = specs[i].reference;
+      fields.path = specs[i].path;
+      fields.status = responses[i].status;
+      e.with_fields(std::move(fields));
+      failures.push_back(e);
     }
     util::wipe_string(responses[i].body);
   }
-  if (first) {
-    throw *first;
+  if (!failures.empty()) {
+    throw report_failures(failures, specs);
   }
   return out;
+}
+
+bool Client::token_is_valid() {
+  std::vector<Request> req(1);
+  req[0].path = "auth/token/lookup-self";
+  req[0].token = &m_token;
+  auto r = send(req);
+  util::wipe_string(r[0].body);
+  // Only a refusal says the token is bad; any other outcome leaves "valid, no policy" standing.
+  return r[0].status != 403 && r[0].status != 401;
+}
+
+Error Client::report_failures(const std::vector<Error>& failures,
+                              const std::vector<ReadSpec>& specs) const {
+  // Vault unavailable or misconfigured is one cause whatever the references: say it once.
+  for (const Error& e : failures) {
+    if (e.code() == ExitCode::unavailable || e.code() == ExitCode::config) {
+      return e;
+    }
+  }
+  // Failures whose messages differ only in the reference are one cause: one line each.
+  struct Group {
+    ExitCode code;
+    std::string cause; // the message after "<reference>: "
+    std::vector<std::size_t> members;
+  };
+  std::vector<Group> groups;
+  for (std::size_t k = 0; k < failures.size(); ++k) {
+    const std::string message = failures[k].what();
+    std::string cause = message;
+    for (const ReadSpec& spec : specs) {
+      if (!spec.describe.empty() && message.rfind(spec.describe + ": ", 0) == 0) {
+        cause = message.substr(spec.describe.size() + 2);
+        break;
+      }
+    }
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const Group& g) {
+      return g.code == failures[k].code() && g.cause == cause;
+    });
+    if (it == groups.end()) {
+      groups.push_back(Group{failures[k].code(), cause, {}});
+      it = groups.end() - 1;
+    }
+    it->members.push_back(k);
+  }
+  std::vector<Error> lines;
+  for (const Group& g : groups) {
+    const Error& first = failures[g.members.front()];
+    if (g.members.size() == 1) {
+      lines.push_back(first);
+      continue;
+    }
+    std::string refs;
+    for (std::size_t m = 0; m < std::min(g.members.size(), k_listed_references); ++m) {
+      const auto& f = failures[g.members[m]].fields();
+      refs += (refs.empty() ? "" : ", ") + (f.reference.empty() ? f.path : f.reference);
+    }
+    if (g.members.size() > k_listed_references) {
+      refs += fmt::format(" and {} more", g.members.size() - k_listed_references);
+    }
+    Error grouped(g.code, "{} references: {}: {}", g.members.size(), g.cause, refs);
+    grouped.with_fields(first.fields());
+    lines.push_back(std::move(grouped));
+  }
+  // All but the first cause are logged here; the first is thrown for main() to report, and
+  // its exit code is the process's.
+  for (std::size_t k = 1; k < lines.size(); ++k) {
+    util::log::Fields fields = lines[k].fields();
+    fields.exit_code = static_cast<int>(lines[k].code());
+    util::log::write(util::log::Level::error, lines[k].what(), fields);
+  }
+  return lines.front();
 }
 
 Fetched Client::parse_read(const ReadSpec& spec, const Response& r) const {
@@ -423,9 +664,20 @@ Fetched Client::parse_read(const ReadSpec& spec, const Response& r) const {
                   what, destroyed ? "destroyed" : "deleted");
     }
   }
+  if (r.status == 404 && is_kv2_path_without_data(j)) {
+    // KV v2 says so in a warning; the mount is guessed as the first segment, as it usually is.
+    const std::size_t slash = spec.path.find('/');
+    const std::string mount = spec.path.substr(0, slash);
+    const std::string rest = slash == std::string::npos ? "" : spec.path.substr(slash + 1);
+    throw Error(ExitCode::not_found,
+                "{}: not found (HTTP 404): {}/ is a KV v2 mount, whose secrets are read at "
+                "<mount>/data/<path>: did you mean {}/data/{}?",
+                what, mount, mount, rest);
+  }
   if (!r.http_ok()) {
     fail(r, what, ExitCode::protocol,
-         "ask the Vault admin for a policy granting read on this path");
+         "the token is valid but no policy grants read on this path: ask the Vault admin for "
+         "one");
   }
   if (!j.is_object() || !j.contains("data") || !j["data"].is_object()) {
     throw Error(ExitCode::protocol, "{}: Vault's answer has no 'data' object", what);

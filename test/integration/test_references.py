@@ -176,7 +176,7 @@ def test_json_log_format(cs):
     errors = [o for o in objs if o.get("level") == "error"]
     assert len(errors) == 1, r.describe()
     assert errors[0].get("exit_code") == 79
-    assert "secret/data/does-not-exist" in errors[0].get("message", "")
+    assert "secret/data/does-not-exist" in errors[0].get("msg", "")
 
 
 def test_only_escaped_reference_in_env(cs):
@@ -197,7 +197,7 @@ def test_verbose_json_logs_never_show_values(cs, world):
     for line in r.err.splitlines():
         if line.strip():
             obj = json.loads(line)
-            assert "level" in obj and "message" in obj, "log object without level/message"
+            assert "level" in obj and "msg" in obj, "log object without level/msg"
     r = cs.run(["run", "-m", str(m), "-v", "--", "{probe}"], env, token=None)
     assert r.code == 0, r.describe()
     assert r.err.strip(), "-v printed nothing"

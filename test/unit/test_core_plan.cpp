@@ -102,7 +102,8 @@ TEST_CASE("a fetch remembers its first user for messages") {
   REQUIRE(p.fetches.size() == 1);
   CHECK_CONTAINS(p.fetches[0].first_user, "vault:secret/data/app#password#3");
   CHECK_CONTAINS(p.fetches[0].first_user, "environment variable A");
-  CHECK_CONTAINS(p.fetches[0].read.describe, "secret/data/app version 3");
+  CHECK(p.fetches[0].read.describe == "vault:secret/data/app#password#3 (environment variable A)");
+  CHECK(p.fetches[0].read.reference == "vault:secret/data/app#password#3");
   CHECK(p.fetches[0].read.version == std::optional<std::uint64_t>(3));
 }
 

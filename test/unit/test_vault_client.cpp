@@ -48,12 +48,20 @@ const char* k_kv1 = R"({"data":{"password":"pw1"},"lease_duration":2764800})";
 cs::core::Error read_error(Response r, std::optional<int> max_retries = 0,
                            std::size_t* requests = nullptr,
                            std::optional<std::uint64_t> version = std::nullopt) {
-  FakeTransport t([&](const Seen&) { return r; });
+  // The token itself is valid: a 403 is then a missing policy (see the lookup-self tests).
+  std::size_t lookups = 0;
+  FakeTransport t([&](const Seen& s) {
+    if (s.path == "auth/token/lookup-self") {
+      ++lookups;
+      return resp(200, R"({"data":{"policies":["default"]}})");
+    }
+    return r;
+  });
   Client c(config(max_retries), t, far());
   c.use_token(Secret(std::string_view("s.client-token")));
   auto e = error_of([&] { c.read_all({spec("secret/data/app", version)}); });
   if (requests != nullptr) {
-    *requests = t.requests_sent();
+    *requests = t.requests_sent() - lookups;
   }
   REQUIRE_MESSAGE(e.has_value(), "the read succeeded");
   return *e;
@@ -255,16 +263,16 @@ TEST_CASE("HTTP statuses map to the documented exit codes") {
 TEST_CASE("a 403 names the path, the server's message and what to do") {
   const auto e =
       read_error(resp(403, R"({"errors":["1 error occurred:\n\t* permission denied\n\n"]})"));
-  CHECK_CONTAINS(e.what(), "permission denied reading vault:secret/data/app#k");
+  CHECK_CONTAINS(e.what(), "vault:secret/data/app#k: permission denied");
   CHECK_CONTAINS(e.what(), "HTTP 403");
-  CHECK_CONTAINS(e.what(), "policy granting read");
+  CHECK_CONTAINS(e.what(), "the token is valid but no policy grants read on this path");
   CHECK_NOT_CONTAINS(e.what(), "\n");
 }
 
 TEST_CASE("a 404 is not_found naming the path") {
   const auto e = read_error(resp(404, R"({"errors":[]})"));
   CHECK(code_of(e) == 79);
-  CHECK_CONTAINS(e.what(), "vault:secret/data/app#k not found");
+  CHECK_CONTAINS(e.what(), "vault:secret/data/app#k: not found");
 }
 
 TEST_CASE("a KV v2 404 with metadata means a deleted or destroyed version") {
@@ -381,7 +389,9 @@ TEST_CASE("all reads fail together after every answer is in, the first failure r
   auto e = error_of([&] { c.read_all({spec("kv/ok"), spec("kv/missing"), spec("kv/denied")}); });
   REQUIRE(e);
   CHECK(code_of(*e) == 79);
-  CHECK(t.batch_sizes() == std::vector<std::size_t>{3});
+  // The reads in one batch, then one lookup-self to explain the 403.
+  CHECK(t.batch_sizes() == std::vector<std::size_t>{3, 1});
+  CHECK(t.batches[1][0].path == "auth/token/lookup-self");
 }
 
 TEST_CASE("AppRole login is one POST, then every read goes out in one parallel batch") {
@@ -651,7 +661,10 @@ TEST_CASE("a refused Arvados login is exit 80 and never shows the token") {
 
 TEST_CASE("an echoed client token never reaches an error message") {
   const auto e = [] {
-    FakeTransport t([](const Seen&) {
+    FakeTransport t([](const Seen& s) {
+      if (s.path == "auth/token/lookup-self") {
+        return resp(200, "{}");
+      }
       return resp(403, R"({"errors":["token s.CANARY-client-token has no policy for this path"]})");
     });
     Client c(config(), t, far());
@@ -891,6 +904,161 @@ TEST_CASE("max retries is a non-negative integer") {
     CHECK(code_of(e) == 78);
     CHECK_CONTAINS(e.what(), "VAULT_MAX_RETRIES=");
   }
+}
+
+TEST_SUITE_END();
+
+TEST_SUITE_BEGIN("vault::diagnosis");
+
+TEST_CASE("a 403 with a token Vault refuses is an invalid token, not a missing policy") {
+  FakeTransport t([](const Seen&) { return resp(403, R"({"errors":["permission denied"]})"); });
+  Client c(config(), t, far());
+  c.use_token(Secret(std::string_view("s.expired")));
+  auto e = error_of([&] { c.read_all({spec("kv/a"), spec("kv/b")}); });
+  REQUIRE(e);
+  CHECK(code_of(*e) == 80);
+  CHECK_CONTAINS(e->what(), "the token is invalid or expired");
+  // One extra request for all the 403s, made after them.
+  CHECK(t.batch_sizes() == std::vector<std::size_t>{2, 1});
+}
+
+TEST_CASE("no extra request when nothing was refused") {
+  FakeTransport t([](const Seen&) { return resp(404, R"({"errors":[]})"); });
+  Client c(config(), t, far());
+  c.use_token(Secret(std::string_view("s.t")));
+  auto e = error_of([&] { c.read_all({spec("kv/a")}); });
+  REQUIRE(e);
+  CHECK(t.requests_sent() == 1);
+}
+
+TEST_CASE("a KV v2 404 for a path without data/ suggests <mount>/data/<path>") {
+  FakeTransport t([](const Seen&) {
+    return resp(
+        404,
+        R"({"data":null,"warnings":["Invalid path for a versioned K/V secrets engine. See the API docs."]})");
+  });
+  Client c(config(), t, far());
+  c.use_token(Secret(std::string_view("s.t")));
+  auto e = error_of([&] { c.read_all({spec("secret/team/app")}); });
+  REQUIRE(e);
+  CHECK(code_of(*e) == 79);
+  CHECK_CONTAINS(e->what(), "did you mean secret/data/team/app?");
+  CHECK(t.requests_sent() == 1); // the warning says it: no extra request
+}
+
+TEST_CASE("references failing for one cause are one line with a count and the first few") {
+  FakeTransport t([](const Seen& s) {
+    if (s.path == "kv/denied") {
+      return resp(403);
+    }
+    if (s.path == "auth/token/lookup-self") {
+      return resp(200, "{}");
+    }
+    return resp(404, R"({"errors":[]})");
+  });
+  Client c(config(), t, far());
+  c.use_token(Secret(std::string_view("s.t")));
+  std::vector<ReadSpec> specs;
+  for (int i = 0; i < 5; ++i) {
+    specs.push_back(spec("kv/missing" + std::to_string(i)));
+    specs.back().reference = specs.back().describe;
+  }
+  specs.push_back(spec("kv/denied"));
+  auto e = error_of([&] { c.read_all(specs); });
+  REQUIRE(e);
+  CHECK(code_of(*e) == 79);
+  CHECK_CONTAINS(e->what(), "5 references: not found (HTTP 404): check the path and mount: ");
+  CHECK_CONTAINS(e->what(),
+                 "vault:kv/missing0#k, vault:kv/missing1#k, vault:kv/missing2#k and 2 more");
+  CHECK_NOT_CONTAINS(e->what(), "missing3");
+  CHECK(e->fields().path == "kv/missing0");
+  CHECK(e->fields().status == 404);
+}
+
+TEST_CASE("https:// against plain HTTP and http:// against TLS are configuration errors at once") {
+  {
+    FakeTransport t([](const Seen&) {
+      return no_connection("OpenSSL/3.0.19: error:0A00010B:SSL routines::wrong version number");
+    });
+    Client c(config(), t, far());
+    c.use_token(Secret(std::string_view("s.t")));
+    auto e = error_of([&] { c.read_all({spec("kv/a")}); });
+    REQUIRE(e);
+    CHECK(code_of(*e) == 78);
+    CHECK_CONTAINS(e->what(), "speaks plain HTTP");
+    CHECK(t.requests_sent() == 1);
+  }
+  {
+    FakeTransport t(
+        [](const Seen&) { return resp(400, "Client sent an HTTP request to an HTTPS server.\n"); });
+    Client c(config(), t, far());
+    auto e = error_of([&] {
+      c.login_approle("approle", Secret(std::string_view("r")), Secret(std::string_view("s")));
+    });
+    REQUIRE(e);
+    CHECK(code_of(*e) == 78);
+    CHECK_CONTAINS(e->what(), "use https://vault.test:8200");
+  }
+}
+
+TEST_CASE("a login refused with 403, 404 or 405 says no such auth method is mounted there") {
+  for (long status : {403L, 404L, 405L}) {
+    CAPTURE(status);
+    FakeTransport t(
+        [&](const Seen&) { return resp(status, R"({"errors":["permission denied"]})"); });
+    Client c(config(), t, far());
+    auto e = error_of([&] {
+      c.login_approle("nothere", Secret(std::string_view("r")), Secret(std::string_view("s")));
+    });
+    REQUIRE(e);
+    CHECK(code_of(*e) == 80);
+    CHECK_CONTAINS(e->what(), "no auth method of that type is mounted at auth/nothere");
+    CHECK(t.requests_sent() == 1);
+  }
+}
+
+TEST_CASE("a used secret id is reported with who may have used it") {
+  FakeTransport t(
+      [](const Seen&) { return resp(400, R"({"errors":["invalid role or secret ID"]})"); });
+  Client c(config(), t, far());
+  auto e = error_of([&] {
+    c.login_approle("approle", Secret(std::string_view("r")), Secret(std::string_view("s")));
+  });
+  REQUIRE(e);
+  CHECK_CONTAINS(e->what(), "another process, an earlier run, or check --online "
+                            "--consume-credentials");
+}
+
+TEST_CASE("a wrapped AppRole secret id is unwrapped, then used to log in") {
+  FakeTransport t([](const Seen& s) {
+    if (s.path == "sys/wrapping/unwrap") {
+      return resp(200, R"({"data":{"secret_id":"sid-inside","secret_id_accessor":"a"}})");
+    }
+    return resp(200, R"({"auth":{"client_token":"s.from-approle"}})");
+  });
+  Client c(config(), t, far());
+  c.login_wrapped(Secret(std::string_view("hvs.wrapping")), "approle",
+                  Secret(std::string_view("role-1")));
+  CHECK(c.logged_in());
+  REQUIRE(t.batches.size() == 2);
+  CHECK(t.batches[1][0].path == "auth/approle/login");
+  CHECK_CONTAINS(t.batches[1][0].body, "sid-inside");
+}
+
+TEST_CASE("sys/wrapping/lookup checks a wrapping token without unwrapping it") {
+  FakeTransport t([](const Seen& s) {
+    if (s.path == "sys/wrapping/lookup") {
+      return resp(200, R"({"data":{"creation_path":"auth/token/create","creation_ttl":300}})");
+    }
+    return resp(500);
+  });
+  Client c(config(), t, far());
+  const WrapInfo info = c.lookup_wrapping(Secret(std::string_view("hvs.w")));
+  CHECK(info.creation_path == "auth/token/create");
+  CHECK(info.creation_ttl == 300);
+  REQUIRE(t.requests_sent() == 1);
+  CHECK_FALSE(t.batches[0][0].token.has_value());
+  CHECK_CONTAINS(t.batches[0][0].body, "hvs.w");
 }
 
 TEST_SUITE_END();

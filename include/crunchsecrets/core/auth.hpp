@@ -24,8 +24,18 @@ struct AuthOptions {
 // Fills unset options from the manifest's `auth:` block and the environment.
 AuthOptions merge_auth(AuthOptions options, const Manifest* manifest, const vault::EnvLookup& env);
 
+// The Vault CLI's token file, `$HOME/.vault-token`, if it exists; else empty.
+std::string vault_token_helper_file(const vault::EnvLookup& env);
+
 // Picks the method (`auto` resolves to the first that applies) without reading files.
 std::string choose_method(const AuthOptions& options, const vault::EnvLookup& env);
+
+// For `check --online` without --consume-credentials: validates a single-use credential
+// without using it up (a wrapping token through sys/wrapping/lookup) and returns a line saying
+// so, refuses an AppRole login (its secret id may be single use), or returns "" when the
+// method's login uses nothing up and `login` may be called.
+std::string check_without_login(vault::Client& client, const AuthOptions& options,
+                                const vault::EnvLookup& env);
 
 // Logs `client` in with the chosen method. Throws `core::Error`.
 void login(vault::Client& client, const AuthOptions& options, const vault::EnvLookup& env);

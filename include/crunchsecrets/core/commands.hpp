@@ -23,6 +23,8 @@ struct CommonOptions {
   bool scrub_arvados_token = false;
   std::string vault_addr;
   std::chrono::milliseconds wait{60000};
+  // `check --online` only: also log in with credentials that may be single use.
+  bool consume_credentials = false;
   std::vector<std::string> command;
   SuperviseOptions supervise; // run only
 };

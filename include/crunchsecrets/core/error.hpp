@@ -1,6 +1,8 @@
 // Application errors: each carries the documented exit code (README.md, "Exit codes").
 #pragma once
 
+#include "crunchsecrets/util/log.hpp"
+
 #include <fmt/format.h>
 #include <stdexcept>
 #include <string>
@@ -34,8 +36,17 @@ public:
       : std::runtime_error(fmt::format(f, std::forward<Args>(args)...)), m_code(code) {}
   ExitCode code() const noexcept { return m_code; }
 
+  // Structured fields for JSON log lines (reference, path, HTTP status); the exit code is
+  // added by whoever writes the line.
+  const util::log::Fields& fields() const noexcept { return m_fields; }
+  Error& with_fields(util::log::Fields fields) {
+    m_fields = std::move(fields);
+    return *this;
+  }
+
 private:
   ExitCode m_code;
+  util::log::Fields m_fields;
 };
 
 } // namespace cs::core

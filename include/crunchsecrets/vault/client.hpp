@@ -14,6 +14,13 @@
 
 namespace cs::vault {
 
+// True when an https:// address reached a plain-HTTP server (OpenSSL: "wrong version number").
+bool is_https_to_plain_http(const Response& response);
+
+// True when an http:// address reached a TLS server (Go's 400 "Client sent an HTTP request to
+// an HTTPS server").
+bool is_http_to_https(const Response& response);
+
 // True when a response should be retried: no HTTP response (unless the failure is permanent,
 // such as TLS verification), 307 (a standby's redirect, never followed), 412, 429, or 5xx
 // except 501.
@@ -43,7 +50,14 @@ struct LeaseInfo {
 struct ReadSpec {
   std::string path;
   std::optional<std::uint64_t> version;
-  std::string describe; // the reference as written, for messages
+  std::string describe;  // the reference as written and who uses it, for messages
+  std::string reference; // the reference alone ("vault:secret/data/app#k"), for JSON lines
+};
+
+// What sys/wrapping/lookup says of a wrapping token (without unwrapping it).
+struct WrapInfo {
+  std::string creation_path; // e.g. "auth/token/create" or "auth/approle/role/r/secret-id"
+  std::int64_t creation_ttl = 0;
 };
 
 class Client {
@@ -55,8 +69,13 @@ public:
   // AppRole: POST auth/<mount>/login {"role_id","secret_id"}.
   void login_approle(const std::string& mount, const util::Secret& role_id,
                      const util::Secret& secret_id);
-  // Unwraps a response-wrapping token (single use) and takes the wrapped client token.
-  void login_wrapped(const util::Secret& wrapping_token);
+  // Unwraps a response-wrapping token (single use) and takes the wrapped client token; when it
+  // wraps an AppRole secret id instead, logs in with it at `approle_mount` with `role_id`.
+  void login_wrapped(const util::Secret& wrapping_token,
+                     const std::string& approle_mount = "approle",
+                     const util::Secret& role_id = util::Secret());
+  // Asks sys/wrapping/lookup about a wrapping token without using it up.
+  WrapInfo lookup_wrapping(const util::Secret& wrapping_token);
   // Arvados: POST auth/<mount>/login {"role": role, "arvados_token": token}.
   void login_arvados(const std::string& mount, const std::string& role,
                      const util::Secret& arvados_token);
@@ -108,6 +127,15 @@ private:
   // Throws the `core::Error` that a failed `r` for `what` means.
   [[noreturn]] void fail(const Response& r, const std::string& what, core::ExitCode on_400,
                          const std::string& hint_403) const;
+  // Throws the error for a login refused with 403/404/405 (no such login endpoint).
+  void fail_login(const Response& r, const std::string& what, const std::string& mount,
+                  const std::string& option) const;
+  core::Error used_wrapping_token(const Response& r, const std::string& endpoint) const;
+  // auth/token/lookup-self: false when Vault refuses the token itself.
+  bool token_is_valid();
+  // Logs every cause but the first, one line per cause; returns the first to throw.
+  core::Error report_failures(const std::vector<core::Error>& failures,
+                              const std::vector<ReadSpec>& specs) const;
   Fetched parse_read(const ReadSpec& spec, const Response& r) const;
 
   Config m_config;
@@ -118,6 +146,7 @@ private:
   std::mt19937_64 m_rng;
   std::vector<util::Secret> m_credentials; // copies, redacted from server messages
   Clock::time_point m_start;
+  bool m_token_invalid = false; // set by read_all after a 403, from auth/token/lookup-self
 };
 
 // The first message of a Vault error body (`{"errors":[...]}`), cleaned to one printable line

@@ -1,0 +1,51 @@
+#include "crunchsecrets/util/log.hpp"
+#include "testutil.hpp"
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+using namespace cs::util::log;
+
+TEST_SUITE_BEGIN("util::log");
+
+TEST_CASE("a text line is the program, the level and the message") {
+  CHECK(format_line(Level::error, "bad thing: fix it", Fields{}, Format::text, "") ==
+        "crunch-secrets: error: bad thing: fix it\n");
+}
+
+TEST_CASE("a JSON line is one object with time, level, msg and the set fields") {
+  Fields f;
+  f.reference = "vault:secret/data/app#k";
+  f.path = "secret/data/app";
+  f.status = 403;
+  f.attempt = 2;
+  f.exit_code = 77;
+  const std::string line =
+      format_line(Level::error, "denied \"x\"\nnext", f, Format::json, "2026-12-04T20:41:07.123Z");
+  REQUIRE(line.back() == '\n');
+  CHECK(line.find('\n') == line.size() - 1);
+  const auto j = nlohmann::json::parse(line);
+  CHECK(j["time"] == "2026-12-04T20:41:07.123Z");
+  CHECK(j["level"] == "error");
+  CHECK(j["msg"] == "denied \"x\" next");
+  CHECK(j["reference"] == "vault:secret/data/app#k");
+  CHECK(j["path"] == "secret/data/app");
+  CHECK(j["status"] == 403);
+  CHECK(j["attempt"] == 2);
+  CHECK(j["exit_code"] == 77);
+}
+
+TEST_CASE("unset fields are left out of JSON lines") {
+  const auto j = nlohmann::json::parse(format_line(Level::info, "m", Fields{}, Format::json, "t"));
+  CHECK(j.size() == 3);
+}
+
+TEST_CASE("levels parse from their names") {
+  CHECK(parse_level("error") == Level::error);
+  CHECK(parse_level("info") == Level::info);
+  CHECK(parse_level("debug") == Level::debug);
+  CHECK_FALSE(parse_level("loud").has_value());
+  CHECK_FALSE(parse_level("").has_value());
+}
+
+TEST_SUITE_END();
