@@ -105,13 +105,13 @@ std::string choose_method(const AuthOptions& o, const vault::EnvLookup& env) {
       (!o.secret_id_file.empty() || has(env, "CRUNCH_SECRETS_SECRET_ID"))) {
     return "approle";
   }
-  // The Vault CLI's token helper file, after every explicit credential: a developer's
-  // `bao login` must not override what a job was given.
-  if (!vault_token_helper_file(env).empty()) {
-    return "token";
-  }
   if (has(env, "ARVADOS_API_TOKEN") || !o.arvados_token_file.empty()) {
     return "arvados";
+  }
+  // The Vault CLI's token file comes last: a `bao login` left in a home directory (or baked
+  // into an image) must not override the credential a job was given.
+  if (!vault_token_helper_file(env).empty()) {
+    return "token";
   }
   throw Error(ExitCode::config,
               "no Vault credentials found: set VAULT_TOKEN (or write ~/.vault-token), pass "

@@ -614,11 +614,18 @@ class Runner:
         self.tmpdirs.append(d)
         return d
 
+    def empty_home(self) -> Path:
+        if getattr(self, "_home", None) is None:
+            self._home = self.tmpfs_dir("cs-home-")
+        return self._home
+
     def base_env(self, bao: BaoServer | None, token: str | None) -> dict[str, str]:
         env = {
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
             "LANG": "C.UTF-8",
-            "HOME": os.environ.get("HOME", "/root"),
+            # An empty home: a ~/.vault-token on the machine (the Vault CLI's token file, which
+            # crunch-secrets reads after VAULT_TOKEN) must not change what a test runs with.
+            "HOME": str(self.empty_home()),
         }
         if bao is not None:
             env["VAULT_ADDR"] = bao.addr

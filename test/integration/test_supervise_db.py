@@ -196,13 +196,13 @@ def test_sealed_vault_keeps_the_files_and_renewal_resumes_after_unseal(cs, make_
     assert watcher.users == [first["username"]], watcher.users
     # --log-format json: every line crunch-secrets wrote is one JSON object.
     records = [json.loads(line) for line in run.err.splitlines()]
-    assert all(set(r) >= {"level", "message"} for r in records), records[:3]
-    err = "\n".join(r["message"] for r in records)
+    assert all(set(r) >= {"time", "level", "msg"} for r in records), records[:3]
+    err = "\n".join(r["msg"] for r in records)
     # The renewal met the sealed Vault (503, retried within the round or backed off between
     # rounds) before it succeeded.
     renewed = re.search(r"renewed lease-[0-9a-f]{12} of db", err)
     assert renewed, err[-3000:]
-    sealed = re.search(r"Vault not ready \(HTTP 503\)|renewing lease-[0-9a-f]{12} of db failed", err)
+    sealed = re.search(r"unavailable \(HTTP 503\)|renewing lease-[0-9a-f]{12} of db failed", err)
     assert sealed and sealed.start() < renewed.start(), err[-3000:]
     assert "expired" not in err, err[-3000:]
     assert not postgres.role_exists(first["username"])

@@ -234,3 +234,22 @@ TEST_CASE("an explicit method without its credential is a configuration error") 
 }
 
 TEST_SUITE_END();
+
+TEST_CASE("~/.vault-token comes after VAULT_TOKEN, and in auto after every other credential") {
+  TempDir home;
+  cs::test::write_text(home.path() + "/.vault-token", "s.from-file\n");
+  CHECK(vault_token_helper_file(env_of({{"HOME", home.path()}})) == home.path() + "/.vault-token");
+  CHECK(vault_token_helper_file(env_of({})).empty());
+  CHECK(choose_method(AuthOptions{}, env_of({{"HOME", home.path()}})) == "token");
+  CHECK(choose_method(AuthOptions{}, env_of({{"HOME", home.path()}, {"ARVADOS_API_TOKEN", "a"}})) ==
+        "arvados");
+  FakeTransport t([](const Seen&) { return resp(200, R"({"data":{"data":{"k":"v"}}})"); });
+  cs::vault::Client c(config(), t, cs::vault::Clock::now() + 10s);
+  login(c, AuthOptions{}, env_of({{"HOME", home.path()}, {"VAULT_TOKEN", "s.from-env"}}));
+  c.read_all({cs::vault::ReadSpec{"kv/a", std::nullopt, "a", "a"}});
+  CHECK(t.batches[0][0].token == std::optional<std::string>("s.from-env"));
+  cs::vault::Client c2(config(), t, cs::vault::Clock::now() + 10s);
+  login(c2, AuthOptions{}, env_of({{"HOME", home.path()}}));
+  c2.read_all({cs::vault::ReadSpec{"kv/a", std::nullopt, "a", "a"}});
+  CHECK(t.batches[1][0].token == std::optional<std::string>("s.from-file"));
+}
