@@ -1,5 +1,6 @@
 #include "crunchsecrets/core/commands.hpp"
 
+#include "crunchsecrets/core/credentials.hpp"
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/core/markers.hpp"
 #include "crunchsecrets/util/log.hpp"
@@ -99,10 +100,15 @@ std::vector<vault::ReadSpec> reads_of(const Plan& plan) {
 // The users of each fetch, for the plan listing.
 std::vector<std::vector<std::string>> users_of(const Plan& plan) {
   std::vector<std::vector<std::string>> users(plan.fetches.size());
+  auto add = [&](const Ref& ref, const std::string& who) {
+    if (const std::size_t i = plan.fetch_for(ref); i != Plan::k_no_fetch) {
+      users[i].push_back(who);
+    }
+  };
   auto note = [&](const Template& t, const std::string& who) {
     for (const auto& seg : t.segments) {
       if (seg.ref) {
-        users[plan.fetch_for(*seg.ref)].push_back(who);
+        add(*seg.ref, who);
       }
     }
   };
@@ -113,7 +119,7 @@ std::vector<std::vector<std::string>> users_of(const Plan& plan) {
     if (f.format == FileFormat::templated) {
       note(f.body, "file " + f.path);
     } else if (f.source) {
-      users[plan.fetch_for(*f.source)].push_back("file " + f.path);
+      add(*f.source, "file " + f.path);
     }
   }
   for (std::size_t i = 0; i < plan.argv.size(); ++i) {
@@ -157,28 +163,34 @@ int run_command(const CommonOptions& o) {
   std::optional<vault::Client> client;
   std::vector<vault::Fetched> fetched;
   std::string leased; // the first fetch that holds a lease, if any
-  if (!plan.fetches.empty()) {
-    config.emplace(vault_config(o));
-    transport.emplace(*config);
-    client.emplace(*config, *transport, deadline);
-    const AuthOptions auth = merge_auth(o.auth, plan.manifest, getenv_opt);
-    login(*client, auth, getenv_opt);
-    fetched = client->read_all(reads_of(plan));
-    for (std::size_t i = 0; i < fetched.size() && leased.empty(); ++i) {
-      if (!fetched[i].lease_id.empty()) {
-        leased = plan.fetches[i].read.describe;
-      }
-    }
-    util::log::debug(
-        "fetched {} secret(s) with {} request(s) over {} new connection(s) ({}) "
-        "in {} ms",
-        plan.fetches.size(), transport->requests_sent(), transport->connections_opened(),
-        transport->protocol(),
-        std::chrono::duration_cast<std::chrono::milliseconds>(vault::Clock::now() - start).count());
-  }
+  const AuthOptions auth = merge_auth(o.auth, plan.manifest, getenv_opt);
+  // Vault and the Arvados credentials API are asked at the same time.
+  CredentialValues credentials =
+      with_credentials(plan, getenv_opt, auth.arvados_token_file, deadline, [&] {
+        if (plan.fetches.empty()) {
+          return;
+        }
+        config.emplace(vault_config(o));
+        transport.emplace(*config);
+        client.emplace(*config, *transport, deadline);
+        login(*client, auth, getenv_opt);
+        fetched = client->read_all(reads_of(plan));
+        for (std::size_t i = 0; i < fetched.size() && leased.empty(); ++i) {
+          if (!fetched[i].lease_id.empty()) {
+            leased = plan.fetches[i].read.describe;
+          }
+        }
+        util::log::debug("fetched {} secret(s) with {} request(s) over {} new connection(s) "
+                         "({}) in {} ms",
+                         plan.fetches.size(), transport->requests_sent(),
+                         transport->connections_opened(), transport->protocol(),
+                         std::chrono::duration_cast<std::chrono::milliseconds>(
+                             vault::Clock::now() - start)
+                             .count());
+      });
   // Without fetches (literal-only templates) the resolver has nothing to look up but still
   // renders, so every sink has one.
-  const Resolver resolver(plan, std::move(fetched));
+  const Resolver resolver(plan, std::move(fetched), std::move(credentials));
   resolver.check_engines();
   const Resolver* r = &resolver;
 
@@ -261,6 +273,9 @@ int check_command(const CommonOptions& o, bool online, bool json) {
       for (const auto& f : plan.fetches) {
         used = used || (f.read.path == s.path && f.read.version == s.version);
       }
+      for (const auto& c : plan.credentials) {
+        used = used || (s.from_arvados() && c.credential == s.credential);
+      }
       if (!used) {
         util::log::warning("{}: secret '{}' is declared but not used", s.origin, s.name);
       }
@@ -324,6 +339,10 @@ int check_command(const CommonOptions& o, bool online, bool json) {
       }
       j["reads"].push_back(std::move(read));
     }
+    j["credentials"] = nlohmann::ordered_json::array();
+    for (const auto& c : plan.credentials) {
+      j["credentials"].push_back({{"credential", c.credential}, {"used_by", c.used_by}});
+    }
     j["env"] = nlohmann::ordered_json::array();
     for (const auto& e : plan.env) {
       j["env"].push_back({{"name", e.name}, {"refs", refs_text(e.value)}, {"origin", e.origin}});
@@ -351,6 +370,14 @@ int check_command(const CommonOptions& o, bool online, bool json) {
         out += readable(i) ? "  [readable]" : "  [DENIED: no read capability]";
       }
       out += "\n";
+    }
+    out += fmt::format("Arvados credentials ({}):\n", plan.credentials.size());
+    for (const auto& c : plan.credentials) {
+      std::string who;
+      for (const auto& u : c.used_by) {
+        who += (who.empty() ? "" : ", ") + u;
+      }
+      out += fmt::format("  arvados:credential/{}  used by: {}\n", c.credential, who);
     }
     out += fmt::format("environment ({}):\n", plan.env.size());
     for (const auto& e : plan.env) {

@@ -199,13 +199,54 @@ SuperviseSpec parse_supervise(const Reader& r, const YAML::Node& node) {
   return s;
 }
 
+// A secret with `source: arvados-credential`: `credential:` (uuid or name) and an optional
+// `key:` (secret or external_id); none of the Vault fields.
+SecretSpec parse_arvados_secret(const Reader& r, const std::string& name, const YAML::Node& node,
+                                SecretSpec spec) {
+  for (const char* vault_only : {"path", "engine", "version", "refresh"}) {
+    if (node[vault_only]) {
+      r.fail(node[vault_only],
+             fmt::format("'{}' does not go with source: arvados-credential", vault_only));
+    }
+  }
+  if (!node["credential"]) {
+    r.fail(node, fmt::format("secret '{}' has source: arvados-credential but no 'credential' "
+                             "(a credential uuid or name)",
+                             name));
+  }
+  spec.credential = r.scalar(node["credential"], "credential");
+  if (auto c = arvados::parse_credential_ref("credential/" + spec.credential + "#secret"); !c) {
+    r.fail(node["credential"], fmt::format("secret '{}': {}", name, c.error()));
+  }
+  if (node["key"]) {
+    spec.key = r.scalar(node["key"], "key");
+    if (*spec.key != "secret" && *spec.key != "external_id") {
+      r.fail(node["key"], "the key of an Arvados credential is 'secret' or 'external_id'");
+    }
+  }
+  return spec;
+}
+
 SecretSpec parse_secret(const Reader& r, const std::string& name, const YAML::Node& node) {
   r.expect_map(node, fmt::format("secret '{}'", name));
-  r.check_keys(node, {"path", "engine", "key", "version", "refresh", "on_change", "signal"},
+  r.check_keys(node,
+               {"path", "engine", "key", "version", "refresh", "on_change", "signal", "source",
+                "credential"},
                fmt::format("secret '{}'", name));
   SecretSpec spec;
   spec.name = name;
   spec.origin = r.origin(node);
+  const std::string source = node["source"] ? r.scalar(node["source"], "source") : "vault";
+  if (source == "arvados-credential") {
+    return parse_arvados_secret(r, name, node, std::move(spec));
+  }
+  if (source != "vault") {
+    r.fail(node["source"],
+           fmt::format("source '{}' is not one of vault, arvados-credential", source));
+  }
+  if (node["credential"]) {
+    r.fail(node["credential"], "'credential' goes with source: arvados-credential");
+  }
   if (!node["path"]) {
     r.fail(node, fmt::format("secret '{}' has no 'path'", name));
   }

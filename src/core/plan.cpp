@@ -2,6 +2,7 @@
 
 #include "crunchsecrets/core/error.hpp"
 
+#include <algorithm>
 #include <cassert>
 
 namespace cs::core {
@@ -48,12 +49,26 @@ std::size_t add_fetch(Plan& plan, const std::string& path,
   return plan.fetches.size() - 1;
 }
 
+void add_credential(Plan& plan, const std::string& credential, const std::string& user) {
+  for (auto& c : plan.credentials) {
+    if (c.credential == credential) {
+      if (std::find(c.used_by.begin(), c.used_by.end(), user) == c.used_by.end()) {
+        c.used_by.push_back(user);
+      }
+      return;
+    }
+  }
+  plan.credentials.push_back(CredentialNeed{credential, {user}});
+}
+
 void add_template_fetches(Plan& plan, const Template& t, const std::string& user) {
   for (const auto& seg : t.segments) {
     if (!seg.ref) {
       continue;
     }
-    if (const auto* v = std::get_if<VaultRef>(&*seg.ref)) {
+    if (const auto* a = std::get_if<ArvadosRef>(&*seg.ref)) {
+      add_credential(plan, a->credential, user);
+    } else if (const auto* v = std::get_if<VaultRef>(&*seg.ref)) {
       add_fetch(plan, v->path, v->version, v->version ? Engine::kv2 : Engine::automatic,
                 fmt::format("{} ({})", describe(*seg.ref), user), describe(*seg.ref));
     } else {
@@ -63,6 +78,10 @@ void add_template_fetches(Plan& plan, const Template& t, const std::string& user
       if (spec == nullptr) {
         throw Error(ExitCode::invalid_input,
                     "{}: '${{secret:{}}}' names no secret declared in the manifest", user, n.name);
+      }
+      if (spec->from_arvados()) {
+        add_credential(plan, spec->credential, user);
+        continue;
       }
       add_fetch(plan, spec->path, spec->version, spec->engine,
                 fmt::format("secret '{}' ({})", spec->name, spec->origin), describe(*seg.ref));
@@ -93,9 +112,25 @@ std::size_t Plan::fetch_index(const std::string& path,
   throw Error(ExitCode::internal, "internal error: no fetch planned for {}", path);
 }
 
+const std::string* Plan::credential_for(const Ref& ref) const {
+  if (const auto* a = std::get_if<ArvadosRef>(&ref)) {
+    return &a->credential;
+  }
+  if (const auto* n = std::get_if<NamedRef>(&ref)) {
+    const SecretSpec* spec = manifest != nullptr ? manifest->find_secret(n->name) : nullptr;
+    if (spec != nullptr && spec->from_arvados()) {
+      return &spec->credential;
+    }
+  }
+  return nullptr;
+}
+
 std::size_t Plan::fetch_for(const Ref& ref) const {
   if (const auto* v = std::get_if<VaultRef>(&ref)) {
     return fetch_index(v->path, v->version);
+  }
+  if (credential_for(ref) != nullptr) {
+    return k_no_fetch;
   }
   const auto& n = std::get<NamedRef>(ref);
   const SecretSpec* spec = manifest != nullptr ? manifest->find_secret(n.name) : nullptr;
@@ -125,9 +160,15 @@ Plan build_plan(const PlanInput& input) {
       if (!whole) {
         throw Error(ExitCode::invalid_input, "{}: invalid reference: {}", user, whole.error());
       }
+      auto arv = parse_arvados_whole_value(value);
+      if (!arv) {
+        throw Error(ExitCode::invalid_input, "{}: invalid reference: {}", user, arv.error());
+      }
       Template t;
       if (*whole) {
         t.segments.push_back(Segment{{}, Ref{std::move(**whole)}});
+      } else if (*arv) {
+        t.segments.push_back(Segment{{}, Ref{std::move(**arv)}});
       } else {
         auto parsed = parse_template(value, named);
         if (!parsed) {
@@ -135,7 +176,8 @@ Plan build_plan(const PlanInput& input) {
         }
         // Only values with references (or escaped ones) are rewritten.
         bool escaped = value.find("$${vault:") != std::string_view::npos ||
-                       value.find("$${secret:") != std::string_view::npos;
+                       value.find("$${secret:") != std::string_view::npos ||
+                       value.find("$${arvados:") != std::string_view::npos;
         if (!parsed->has_refs() && !escaped) {
           continue;
         }

@@ -1,6 +1,7 @@
 #include "crunchsecrets/core/prepare.hpp"
 
 #include "crunchsecrets/core/auth.hpp"
+#include "crunchsecrets/core/credentials.hpp"
 #include "crunchsecrets/core/deliver.hpp"
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/util/fs.hpp"
@@ -521,8 +522,13 @@ int prepare_command(const PrepareOptions& o) {
   };
 
   Undo undo;
-  std::optional<Resolver> resolver;
-  if (!plan.fetches.empty()) {
+  std::vector<vault::Fetched> fetched;
+  // Vault and the Arvados credentials API (with the launcher's ARVADOS_API_* settings) are
+  // asked at the same time.
+  CredentialValues credentials = with_credentials(plan, process_env, "", deadline, [&] {
+    if (plan.fetches.empty()) {
+      return;
+    }
     vault::Config config = vault::config_from_env(config_env);
     if (!o.vault_addr.empty()) {
       config.address = strip_slashes(o.vault_addr);
@@ -539,17 +545,16 @@ int prepare_command(const PrepareOptions& o) {
     for (const auto& f : plan.fetches) {
       reads.push_back(f.read);
     }
-    auto fetched = client.read_all(reads);
+    fetched = client.read_all(reads);
     for (const auto& f : fetched) {
       if (!f.lease_id.empty()) {
         undo.leases.push_back(f.lease_id);
       }
     }
-    resolver.emplace(plan, std::move(fetched));
-    resolver->check_engines();
-  } else {
-    resolver.emplace(plan, std::vector<vault::Fetched>{});
-  }
+  });
+  std::optional<Resolver> resolver;
+  resolver.emplace(plan, std::move(fetched), std::move(credentials));
+  resolver->check_engines();
 
   // Render everything in memory first.
   std::map<std::string, Secret> environment; // later assignments win, as in `run`

@@ -11,6 +11,7 @@ namespace {
 
 constexpr std::string_view k_vault_prefix = "vault:";
 constexpr std::string_view k_secret_prefix = "secret:";
+constexpr std::string_view k_arvados_prefix = "arvados:";
 
 bool is_path_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -85,6 +86,9 @@ std::string describe(const Ref& ref) {
       out += fmt::format("#{}", *v->version);
     }
     return out;
+  }
+  if (const auto* a = std::get_if<ArvadosRef>(&ref)) {
+    return a->describe();
   }
   const auto& n = std::get<NamedRef>(ref);
   return n.key ? fmt::format("secret:{}#{}", n.name, *n.key) : fmt::format("secret:{}", n.name);
@@ -167,6 +171,17 @@ Result<std::optional<VaultRef>> parse_whole_value(std::string_view text) {
   return std::optional<VaultRef>{std::move(*r)};
 }
 
+Result<std::optional<ArvadosRef>> parse_arvados_whole_value(std::string_view text) {
+  if (text.substr(0, k_arvados_prefix.size()) != k_arvados_prefix) {
+    return std::optional<ArvadosRef>{};
+  }
+  auto r = arvados::parse_credential_ref(text.substr(k_arvados_prefix.size()));
+  if (!r) {
+    return err(r.error());
+  }
+  return std::optional<ArvadosRef>{std::move(*r)};
+}
+
 Result<Template> parse_template(std::string_view text, bool allow_named) {
   Template out;
   std::string literal;
@@ -180,7 +195,8 @@ Result<Template> parse_template(std::string_view text, bool allow_named) {
   auto starts_ref = [&](std::size_t at) {
     const std::string_view rest = text.substr(at);
     return rest.substr(0, k_vault_prefix.size()) == k_vault_prefix ||
-           rest.substr(0, k_secret_prefix.size()) == k_secret_prefix;
+           rest.substr(0, k_secret_prefix.size()) == k_secret_prefix ||
+           rest.substr(0, k_arvados_prefix.size()) == k_arvados_prefix;
   };
   while (i < text.size()) {
     // "$${vault:" and "$${secret:" are literal "${vault:" / "${secret:".
@@ -198,6 +214,13 @@ Result<Template> parse_template(std::string_view text, bool allow_named) {
       const std::string_view body = text.substr(i + 2, close - i - 2);
       if (body.substr(0, k_vault_prefix.size()) == k_vault_prefix) {
         auto r = parse_vault_ref(body.substr(k_vault_prefix.size()));
+        if (!r) {
+          return err(fmt::format("column {}: {}", column, r.error()));
+        }
+        flush();
+        out.segments.push_back(Segment{{}, Ref{std::move(*r)}});
+      } else if (body.substr(0, k_arvados_prefix.size()) == k_arvados_prefix) {
+        auto r = arvados::parse_credential_ref(body.substr(k_arvados_prefix.size()));
         if (!r) {
           return err(fmt::format("column {}: {}", column, r.error()));
         }

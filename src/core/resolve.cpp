@@ -145,8 +145,31 @@ Secret render_aws_credentials(const SecretJson& object, const std::string& profi
   return out;
 }
 
-Resolver::Resolver(const Plan& plan, std::vector<vault::Fetched> fetched)
-    : m_plan(plan), m_fetched(std::move(fetched)) {}
+Resolver::Resolver(const Plan& plan, std::vector<vault::Fetched> fetched,
+                   CredentialValues credentials)
+    : m_plan(plan), m_fetched(std::move(fetched)) {
+  for (auto& [text, c] : credentials) {
+    Credential cred{text, c.info.credential_class, SecretJson::object()};
+    cred.fields["external_id"] = c.external_id.reveal_string();
+    cred.fields["secret"] = c.secret.reveal_string();
+    m_credentials.push_back(std::move(cred));
+  }
+}
+
+Resolver::~Resolver() {
+  for (auto& c : m_credentials) {
+    util::wipe_json(c.fields);
+  }
+}
+
+const Resolver::Credential& Resolver::credential(const std::string& text) const {
+  for (const auto& c : m_credentials) {
+    if (c.name == text) {
+      return c;
+    }
+  }
+  throw Error(ExitCode::internal, "internal error: Arvados credential {} was not fetched", text);
+}
 
 void Resolver::check_engines() const {
   for (std::size_t i = 0; i < m_plan.fetches.size(); ++i) {
@@ -162,6 +185,27 @@ void Resolver::check_engines() const {
 }
 
 const SecretJson& Resolver::node(const Ref& ref, const std::string& where) const {
+  if (const std::string* cred = m_plan.credential_for(ref)) {
+    const Credential& c = credential(*cred);
+    std::optional<std::string> key;
+    if (const auto* a = std::get_if<ArvadosRef>(&ref)) {
+      key = a->field == arvados::Field::secret ? "secret" : "external_id";
+    } else {
+      const auto& n = std::get<NamedRef>(ref);
+      key = n.key ? n.key : m_plan.manifest->find_secret(n.name)->key;
+    }
+    if (!key) {
+      return c.fields;
+    }
+    auto it = c.fields.find(util::SecureString(key->data(), key->size()));
+    if (it == c.fields.end()) {
+      throw Error(ExitCode::not_found,
+                  "{} ({}): an Arvados credential has only the keys external_id and secret, not "
+                  "'{}'",
+                  describe(ref), where, *key);
+    }
+    return *it;
+  }
   const std::size_t index = m_plan.fetch_for(ref);
   const SecretJson& data = m_fetched.at(index).data;
   std::optional<std::string> key;
@@ -208,6 +252,27 @@ Secret Resolver::render_file(const FileSpec& file) const {
   const std::string where = fmt::format("file {} ({})", file.path, file.origin);
   if (file.format == FileFormat::templated) {
     return render(file.body, where);
+  }
+  if (const std::string* cred = m_plan.credential_for(*file.source);
+      cred != nullptr && file.format == FileFormat::aws_credentials) {
+    // An Arvados AWS credential: external_id is the access key id, secret the secret key.
+    const Credential& c = credential(*cred);
+    if (c.credential_class != "arv:aws_access_key") {
+      throw Error(ExitCode::invalid_input,
+                  "{}: format aws-credentials needs a credential of class arv:aws_access_key, "
+                  "but arvados:credential/{} is of class {}: use format raw or a template",
+                  where, *cred, c.credential_class.empty() ? "(none)" : c.credential_class);
+    }
+    const SecretJson& n = node(*file.source, where);
+    if (!n.is_object()) {
+      return render_aws_credentials(n, file.section, where); // names the problem
+    }
+    SecretJson aws = SecretJson::object();
+    aws["aws_access_key_id"] = n["external_id"];
+    aws["aws_secret_access_key"] = n["secret"];
+    Secret out = render_aws_credentials(aws, file.section, where);
+    util::wipe_json(aws);
+    return out;
   }
   const SecretJson& n = node(*file.source, where);
   switch (file.format) {

@@ -25,6 +25,7 @@ struct CredentialRef {
   bool by_uuid() const;
   // The reference as written, for messages.
   std::string describe() const;
+  bool operator==(const CredentialRef&) const = default;
 };
 
 // True when `s` looks like an Arvados credential uuid (`xxxxx-oss07-<15 [a-z0-9]>`).

@@ -30,6 +30,10 @@ struct SecretSpec {
   std::optional<std::chrono::milliseconds> refresh;
   std::string on_change; // "signal", "restart", "none"; empty = the default (signal)
   int change_signal = 0; // for on_change signal; 0 = the default (SIGHUP)
+  // `source: arvados-credential`: the credential (uuid or name) whose `external_id` and
+  // `secret` make this secret's fields; `path` is then empty.
+  std::string credential;
+  bool from_arvados() const { return !credential.empty(); }
 };
 
 // The manifest's `supervise:` block: its presence selects supervise mode.

@@ -25,6 +25,13 @@ struct Fetch {
   std::string first_user; // the first reference or manifest secret that needs it
 };
 
+// An Arvados credential (uuid or name as written) that references or manifest secrets need;
+// each is fetched once.
+struct CredentialNeed {
+  std::string credential;
+  std::vector<std::string> used_by; // "environment variable X", "file f (m.yml:3)", ...
+};
+
 struct Plan {
   const Manifest* manifest = nullptr; // may be null
   std::vector<EnvAssignment> env;     // inherited-env references, then manifest env
@@ -33,11 +40,18 @@ struct Plan {
   std::vector<Template> argv;         // parsed COMMAND and ARGs
   std::vector<std::string> argv_text; // COMMAND and ARGs as given
   std::vector<Fetch> fetches;
+  std::vector<CredentialNeed> credentials;
+
+  // What `fetch_for` answers for a reference that reads an Arvados credential, not Vault.
+  static constexpr std::size_t k_no_fetch = static_cast<std::size_t>(-1);
+  // The credential `ref` reads (an `arvados:` reference, or a manifest secret with `source:
+  // arvados-credential`), or null when it reads Vault.
+  const std::string* credential_for(const Ref& ref) const;
 
   // Index into `fetches` for a path and version (asserts it exists).
   std::size_t fetch_index(const std::string& path,
                           const std::optional<std::uint64_t>& version) const;
-  // The fetch index and the key (if any) that `ref` reads.
+  // The fetch index that `ref` reads, or `k_no_fetch` when it reads an Arvados credential.
   std::size_t fetch_for(const Ref& ref) const;
 };
 

@@ -2,6 +2,7 @@
 // value, `${vault:...}` and `${secret:<name>[#<key>]}` inside templates, `$${` as a literal.
 #pragma once
 
+#include "crunchsecrets/arvados/credential.hpp"
 #include "crunchsecrets/util/result.hpp"
 
 #include <cstdint>
@@ -28,7 +29,11 @@ struct NamedRef {
   bool operator==(const NamedRef&) const = default;
 };
 
-using Ref = std::variant<VaultRef, NamedRef>;
+// One field of an Arvados credential (Arvados 3.2+ `credentials` API):
+// `arvados:credential/<uuid-or-name>#secret|#external_id`, resolved with the container's token.
+using ArvadosRef = arvados::CredentialRef;
+
+using Ref = std::variant<VaultRef, NamedRef, ArvadosRef>;
 
 // Renders `ref` as it is written (`vault:path#key#3`, `secret:name#key`) for messages.
 std::string describe(const Ref& ref);
@@ -55,7 +60,11 @@ util::Result<VaultRef> parse_vault_ref(std::string_view text);
 // it does not start with "vault:", an error when it does but is malformed.
 util::Result<std::optional<VaultRef>> parse_whole_value(std::string_view text);
 
-// Parses `${...}` references and `$${` escapes in `text`. `${secret:...}` is accepted only
+// The same for a whole value starting with "arvados:" (an Arvados credential reference).
+util::Result<std::optional<ArvadosRef>> parse_arvados_whole_value(std::string_view text);
+
+// Parses `${vault:...}`, `${arvados:...}` and `${secret:...}` references and `$${` escapes in
+// `text`. `${secret:...}` is accepted only
 // when `allow_named`. Any other `${` is kept literally (so shell-style `${HOME}` survives);
 // errors name the 1-based column.
 util::Result<Template> parse_template(std::string_view text, bool allow_named);

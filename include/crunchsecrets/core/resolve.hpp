@@ -8,10 +8,16 @@
 
 namespace cs::core {
 
-// The fetched data of a plan, in the order of `plan.fetches`.
+// What the Arvados credentials API answered, keyed by the credential as written in the plan.
+using CredentialValues = std::vector<std::pair<std::string, arvados::CredentialSecret>>;
+
+// The fetched data of a plan: Vault reads in the order of `plan.fetches`, and the Arvados
+// credentials of `plan.credentials`.
 class Resolver {
 public:
-  Resolver(const Plan& plan, std::vector<vault::Fetched> fetched);
+  Resolver(const Plan& plan, std::vector<vault::Fetched> fetched,
+           CredentialValues credentials = {});
+  ~Resolver();
 
   // Checks each fetch against the engine its users require. Throws `core::Error`.
   void check_engines() const;
@@ -30,8 +36,17 @@ public:
   util::Secret render_file(const FileSpec& file) const;
 
 private:
+  // A credential as an object of its two fields, `external_id` and `secret`.
+  struct Credential {
+    std::string name;
+    std::string credential_class;
+    util::SecretJson fields;
+  };
+  const Credential& credential(const std::string& text) const;
+
   const Plan& m_plan;
   std::vector<vault::Fetched> m_fetched;
+  std::vector<Credential> m_credentials;
 };
 
 // Format renderers, public for unit tests. `object` must be a JSON object for the
