@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from harness import CANARIES, REPO_ROOT, crunch_secrets_bin, fail
+from test_arvados_source import arvs  # noqa: F401 (fixture: the Arvados stand-in over HTTPS)
 
 EXAMPLES = REPO_ROOT / "examples" / "cwl"
 _cwltool: list[str] = []
@@ -58,7 +59,8 @@ def cwl_run(bao, world):
     """Runs cwltool on an example with a job file; returns (result, run dir, secrets dir)."""
     runs: list[Path] = []
 
-    def run(cwl: str, reference: str, *extra: str, token_file: bool = False):
+    def run(cwl: str, reference: str, *extra: str, token_file: bool = False,
+            env_extra: dict[str, str] | None = None):
         base = Path(tempfile.mkdtemp(prefix="cs-cwl-", dir="/var/tmp"))
         runs.append(base)
         shm = Path(tempfile.mkdtemp(prefix="cs-cwl-", dir="/dev/shm"))
@@ -85,6 +87,9 @@ def cwl_run(bao, world):
         else:
             env["VAULT_TOKEN"] = world.reader_token
             preserve += ["--preserve-environment", "VAULT_TOKEN"]
+        for k, v in (env_extra or {}).items():
+            env[k] = v
+            preserve += ["--preserve-environment", k]
         (base / "job.json").write_text(json.dumps(job))
         job = base / "job.json"
         args = [cwltool_bin(), "--debug", "--no-container", *preserve,
@@ -147,6 +152,20 @@ def test_workflow_with_cache(cwl_run, world):
     check_received(report_of(proc, base), world.values["api_key"])
     check_clean(proc, base, shm)
     assert any((base / "cache").iterdir()), "cwltool wrote no cache"
+
+
+def test_tool_gets_an_arvados_credential(cwl_run, arvs):
+    """The same tool with an Arvados credential reference as the input: crunch-secrets reads it
+    with the container's token (here passed with --preserve-environment, as a container has it)."""
+    from test_arvados_plugin import ALICE_RUN1, FIXTURE_DATA, container_token
+
+    secret = next(c["secret"] for c in FIXTURE_DATA["credentials"] if c["name"] == "lab-db")
+    proc, base, shm = cwl_run("secret-tool.cwl", "${arvados:credential/lab-db#secret}",
+                              env_extra={"ARVADOS_API_HOST": arvs.host,
+                                         "CRUNCH_SECRETS_ARVADOS_CACERT": arvs.ca,
+                                         "ARVADOS_API_TOKEN": container_token(ALICE_RUN1)})
+    check_received(report_of(proc, base), secret)
+    check_clean(proc, base, shm)
 
 
 def test_a_bad_reference_runs_nothing(cwl_run):
