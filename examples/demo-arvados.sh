@@ -36,25 +36,26 @@ api POST secret/data/arvados/zzzzz-tpzed-aliceinlab00001/s3 '{"data":{"key":"ali
 
 alice="v2/zzzzz-gj3su-alicectrrun0001/$(token zzzzz-gj3su-alicectrrun0001)/zzzzz-dz642-alicerunning001"
 bob="v2/zzzzz-gj3su-bobctrrun000001/$(token zzzzz-gj3su-bobctrrun000001)/zzzzz-dz642-bobrunning00001"
-refs=(DB_PASSWORD='vault:secret/data/lab/db#password'
+refs=(CRUNCH_SECRETS_ARVADOS_ROLE=lab DB_PASSWORD='vault:secret/data/lab/db#password'
       API_KEY='vault:secret/data/arvados/zzzzz-tpzed-aliceinlab00001/s3#key')
 
 echo
-echo "  alice's Running container: ARVADOS_API_TOKEN=<container token> crunch-secrets run --auth arvados --arvados-role lab -- ..."
+echo "  alice's Running container, as examples/container-request.json sets it up (no flags):"
+echo "  ARVADOS_API_TOKEN=<container token> CRUNCH_SECRETS_ARVADOS_ROLE=lab DB_PASSWORD=vault:... crunch-secrets run -- ..."
 env -u VAULT_TOKEN "${refs[@]}" ARVADOS_API_TOKEN="$alice" \
-  "$CS" run --no-manifest --auth arvados --arvados-role lab -- examples/show-received.sh
+  "$CS" run -- examples/show-received.sh
 
 echo
 echo "  bob's container (not in the lab group) with the same command:"
 set +e
 env -u VAULT_TOKEN "${refs[@]}" ARVADOS_API_TOKEN="$bob" \
-  "$CS" run --no-manifest --auth arvados --arvados-role lab -- examples/show-received.sh
+  "$CS" run -- examples/show-received.sh
 echo "  -> exit $? (authentication failed); nothing ran"
 
 echo
 echo "  alice's container finishes (state Complete); a login with its token now:"
 curl -sf -X POST -d '{"state":"Complete"}' "$arv/_control/containers/zzzzz-dz642-alicerunning001" >/dev/null
 env -u VAULT_TOKEN "${refs[@]}" ARVADOS_API_TOKEN="$alice" \
-  "$CS" run --no-manifest --auth arvados --arvados-role lab -- examples/show-received.sh
+  "$CS" run -- examples/show-received.sh
 echo "  -> exit $?"
 set -e
