@@ -83,9 +83,6 @@ vault::Config vault_config(const CommonOptions& o) {
   if (!o.vault_addr.empty()) {
     c.address = vault::normalize_address(o.vault_addr, "--vault-addr");
   }
-  if (apply_container_ca(c, file_exists)) {
-    util::log::debug("Vault CA: {} (no VAULT_CACERT given)", k_container_ca_bundle);
-  }
   return c;
 }
 
@@ -152,6 +149,14 @@ int run_command(const CommonOptions& o) {
   // run's files, and a failed run leaves no secret behind (SECURITY.md, "Secret files").
   retire_secrets_dir(p.dir);
   if (wants_supervise(o.supervise, plan)) {
+    if (!plan.credentials.empty()) {
+      // The supervise session re-renders from its Vault reads only; it does not carry the
+      // Arvados credentials yet, so refuse rather than fail later with the child running.
+      throw Error(ExitCode::usage,
+                  "arvados:credential/{} ({}): Arvados credential references are not supported "
+                  "in supervise mode yet: run without --supervise or use a Vault reference",
+                  plan.credentials.front().credential, plan.credentials.front().used_by.front());
+    }
     return run_supervised(
         plan, SuperviseContext{vault_config(o), merge_auth(o.auth, plan.manifest, getenv_opt),
                                getenv_opt, current_environ(), p.dir, o.allow_non_tmpfs,

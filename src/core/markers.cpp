@@ -92,15 +92,4 @@ std::vector<std::string> without_manifest_marker(std::vector<std::string> enviro
   return environ;
 }
 
-bool apply_container_ca(vault::Config& config, const FileExists& exists) {
-  if (!config.tls.ca_cert.empty() || !config.tls.ca_path.empty() || config.tls.skip_verify) {
-    return false;
-  }
-  if (!exists(k_container_ca_bundle)) {
-    return false;
-  }
-  config.tls.ca_cert = k_container_ca_bundle;
-  return true;
-}
-
 } // namespace cs::core

@@ -104,27 +104,6 @@ TEST_CASE("CRUNCH_SECRETS_ARGV turns argv substitution on") {
   CHECK_CONTAINS(e->what(), "CRUNCH_SECRETS_ARGV='maybe'");
 }
 
-TEST_CASE("the container CA bundle is Vault's CA only when none is configured") {
-  const auto bundle = files({"/etc/arvados/ca-certificates.crt"});
-  cs::vault::Config c;
-  CHECK(apply_container_ca(c, bundle));
-  CHECK(c.tls.ca_cert == "/etc/arvados/ca-certificates.crt");
-  cs::vault::Config given;
-  given.tls.ca_cert = "/my/ca.pem";
-  CHECK_FALSE(apply_container_ca(given, bundle));
-  CHECK(given.tls.ca_cert == "/my/ca.pem");
-  cs::vault::Config capath;
-  capath.tls.ca_path = "/my/cas";
-  CHECK_FALSE(apply_container_ca(capath, bundle));
-  CHECK(capath.tls.ca_cert.empty());
-  cs::vault::Config skip;
-  skip.tls.skip_verify = true;
-  CHECK_FALSE(apply_container_ca(skip, bundle));
-  cs::vault::Config none;
-  CHECK_FALSE(apply_container_ca(none, files({})));
-  CHECK(none.tls.ca_cert.empty());
-}
-
 TEST_CASE("the inline manifest variable is not an environment reference") {
   const auto env =
       without_manifest_marker({"A=1", std::string("CRUNCH_SECRETS_MANIFEST_JSON=") + k_inline,

@@ -1,6 +1,7 @@
 // Zero-flag container markers (README.md, "Zero-flag container markers"): how `run` inside a
 // container, and `prepare` for a container record, find the manifest, whether the command holds
-// references, and which CA bundle verifies Vault, without any command-line option.
+// references, without any command-line option. (The CA bundle crunch-run mounts is found by
+// util/ca_bundle, for Vault and Arvados alike.)
 #pragma once
 
 #include "crunchsecrets/core/manifest.hpp"
@@ -26,10 +27,6 @@ inline constexpr const char* k_conventional_manifests[] = {
     "/etc/crunch-secrets/manifest.yaml",
     "/etc/crunch-secrets/manifest.json",
 };
-// The CA bundle crunch-run bind-mounts into a container with `runtime_constraints.API: true`;
-// used for Vault when no CA is configured, because a private Vault CA belongs in it.
-inline constexpr const char* k_container_ca_bundle = "/etc/arvados/ca-certificates.crt";
-
 // Says whether a file exists (injectable so that tests need no real /etc).
 using FileExists = std::function<bool(const std::string&)>;
 
@@ -55,10 +52,6 @@ std::unique_ptr<Manifest> load_manifest_source(const ManifestSource& source);
 // The value of $CRUNCH_SECRETS_ARGV: true for `1`/`true`/`yes`, false when unset, empty, `0`,
 // `false` or `no`; anything else is a usage error naming the variable (exit 64).
 bool argv_marker(const vault::EnvLookup& env);
-
-// When no CA is configured for Vault (no VAULT_CACERT/VAULT_CAPATH, verification not skipped)
-// and the container CA bundle exists, uses it. Returns true when it did.
-bool apply_container_ca(vault::Config& config, const FileExists& exists);
 
 // `environ` ("NAME=VALUE") without the inline manifest: its templates are the manifest's to
 // resolve, not an environment value to substitute (that would put values in the variable).
