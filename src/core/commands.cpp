@@ -185,13 +185,13 @@ int run_command(const CommonOptions& o) {
             leased = plan.fetches[i].read.describe;
           }
         }
-        util::log::debug("fetched {} secret(s) with {} request(s) over {} new connection(s) "
-                         "({}) in {} ms",
-                         plan.fetches.size(), transport->requests_sent(),
-                         transport->connections_opened(), transport->protocol(),
-                         std::chrono::duration_cast<std::chrono::milliseconds>(
-                             vault::Clock::now() - start)
-                             .count());
+        util::log::debug(
+            "fetched {} secret(s) with {} request(s) over {} new connection(s) "
+            "({}) in {} ms",
+            plan.fetches.size(), transport->requests_sent(), transport->connections_opened(),
+            transport->protocol(),
+            std::chrono::duration_cast<std::chrono::milliseconds>(vault::Clock::now() - start)
+                .count());
       });
   // Without fetches (literal-only templates) the resolver has nothing to look up but still
   // renders, so every sink has one.
