@@ -299,6 +299,39 @@ void remove_below(int dirfd, const std::string& rel, bool directory) {
   }
 }
 
+// Deeper than any manifest or real mount content, shallow enough for recursive serialisation.
+constexpr std::size_t k_max_json_depth = 512;
+
+// True when `j` has more than `limit` levels of arrays and objects (counted without recursion).
+bool nested_deeper_than(const nlohmann::json& j, std::size_t limit) {
+  std::vector<std::pair<const nlohmann::json*, std::size_t>> todo{{&j, 1}};
+  while (!todo.empty()) {
+    const auto [node, depth] = todo.back();
+    todo.pop_back();
+    if (!node->is_structured()) {
+      continue;
+    }
+    if (depth > limit) {
+      return true;
+    }
+    for (const auto& child : *node) {
+      todo.emplace_back(&child, depth + 1);
+    }
+  }
+  return false;
+}
+
+// True when `state_file` is DIR.state beside `dir` (the same parent directory, however the
+// paths spell it), as prepare writes it.
+bool is_state_file_of(const std::string& state_file, const std::string& dir) {
+  const auto [dir_parent, dir_name] = split_parent(strip_slashes(absolute(dir)));
+  const auto [state_parent, state_name] = split_parent(absolute(state_file));
+  struct stat a {};
+  struct stat b {};
+  return state_name == dir_name + ".state" && ::stat(dir_parent.c_str(), &a) == 0 &&
+         ::stat(state_parent.c_str(), &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 } // namespace
 
 std::optional<std::string> ContainerRecord::env(const std::string& name) const {
@@ -366,6 +399,13 @@ ContainerRecord parse_container_record(std::string_view text, const std::string&
       }
       const std::string kind = m["kind"].get<std::string>();
       if (kind == "json") {
+        // dump() recurses once per level: a hostile record must not overflow the stack.
+        if (nested_deeper_than(m["content"], k_max_json_depth)) {
+          throw Error(ExitCode::invalid_input,
+                      "{}: mounts.{}.content is nested deeper than {} levels: not a container "
+                      "record prepare accepts",
+                      origin, path, k_max_json_depth);
+        }
         r.content_mounts.emplace_back(path, m["content"].dump());
       } else if (kind == "text" && m["content"].is_string()) {
         r.content_mounts.emplace_back(path, m["content"].get<std::string>());
@@ -675,6 +715,16 @@ int cleanup_command(const std::string& state_file, std::chrono::milliseconds wai
   util::SecureString raw;
   {
     util::Fd owned(fd);
+    // cleanup removes the files the state file names, often as root, and state files live in
+    // shared directories such as /dev/shm: trust only one that prepare could have written.
+    struct stat st {};
+    if (::fstat(owned.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() ||
+        (st.st_mode & 022) != 0) {
+      throw Error(ExitCode::invalid_input,
+                  "{} is not a state file written by prepare (not a regular file owned by uid {} "
+                  "and writable only by it): left alone, nothing removed or revoked",
+                  state_file, ::geteuid());
+    }
     char buf[4096];
     for (;;) {
       const ssize_t n = ::read(owned.get(), buf, sizeof buf);
@@ -724,6 +774,13 @@ int cleanup_command(const std::string& state_file, std::chrono::milliseconds wai
   const bool revoke_token = state.contains("revoke_token") && state["revoke_token"].is_boolean() &&
                             state["revoke_token"].get<bool>();
   util::wipe_json(state);
+  // prepare writes DIR.state beside DIR: a state file naming another directory is not its own.
+  if (!dir.empty() && !is_state_file_of(state_file, dir)) {
+    throw Error(ExitCode::invalid_input,
+                "{} names the secrets directory {}, whose state file it is not (that is {}.state): "
+                "left alone, nothing removed or revoked",
+                state_file, dir, strip_slashes(dir));
+  }
 
   // Files first: they are what the container could still read.
   if (!dir.empty()) {
