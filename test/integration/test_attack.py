@@ -1,16 +1,21 @@
 """Hostile inputs to what a launcher or an operator hands crunch-secrets: a state file that
 prepare did not write (cleanup often runs as root, and state files live in shared /dev/shm), a
-container record built to crash the parser, and the descriptors a supervised child inherits."""
+container record built to crash the parser, the descriptors a supervised child inherits, and a
+launcher that stops prepare half-way."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
+from faultproxy import FORWARD, Action, FaultProxy
 from harness import CANARIES, crunch_secrets_bin
 
 BIN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -124,3 +129,48 @@ def test_supervised_child_inherits_no_socket_of_the_supervisor(cs):
     assert res.code == 0, res.err
     fds = res.stdout.decode().splitlines()
     assert not [l for l in fds if "socket:" in l], f"the child inherited sockets: {fds}"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "prepare keeps the default SIGTERM action: a launcher shutting down while prepare waits on "
+    "Vault kills it after the login, so the Undo rollback never runs and no state file exists "
+    "yet — the token stays valid for its TTL with nothing for cleanup to revoke. Fix belongs to "
+    "the prepare design (write the state file right after login, or defer SIGTERM/SIGINT/SIGHUP "
+    "to a rollback); left to the prepare owner."))
+def test_prepare_killed_by_sigterm_after_login_leaves_no_valid_token(cs, bao, world):
+    """SIGTERM while prepare waits for a read (after logging in with AppRole) must not leave a
+    valid token that no state file records."""
+    u = urlparse(bao.addr)
+    stall = Action(kind="stall_before", seconds=30, then=FORWARD)
+    proxy = FaultProxy(u.hostname, u.port,
+                       lambda n, m, p: stall if "secret/data/app" in p else FORWARD)
+    work = cs.tmpfs_dir()
+    host_dir = work / "secrets"
+    record = {"uuid": "zzzzz-dz642-sigtermsigter", "command": ["true"],
+              "environment": {"X": "vault:secret/data/app#password"}}
+
+    def accessors():
+        return set(bao.api("GET", "auth/token/accessors?list=true")["data"]["keys"])
+
+    before = accessors()
+    env = dict(BIN_ENV, VAULT_ADDR=proxy.addr, CRUNCH_SECRETS_ROLE_ID=world.role_id,
+               CRUNCH_SECRETS_SECRET_ID=world.secret_id)
+    try:
+        rec = work / "container.json"
+        rec.write_text(json.dumps(record))
+        p = subprocess.Popen([str(crunch_secrets_bin()), "prepare", "--container", str(rec),
+                              "--secrets-dir", str(host_dir)], env=env, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while proxy.count("secret/data/app") == 0:
+            assert time.monotonic() < deadline and p.poll() is None, "prepare never read the secret"
+            time.sleep(0.05)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+    finally:
+        proxy.close()
+    CANARIES.check(out, "prepare stdout")
+    CANARIES.check(err, "prepare stderr")
+    state = Path(str(host_dir) + ".state")
+    assert state.exists() or accessors() == before, (
+        f"prepare ended ({p.returncode}) with a valid token and no state file to revoke it")
