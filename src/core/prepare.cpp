@@ -472,6 +472,16 @@ PreparedRecord plan_container(const ContainerRecord& record) {
                 out.container_secrets_dir);
   }
   out.container_secrets_dir = strip_slashes(out.container_secrets_dir);
+  // The launcher bind-mounts DIR there: "/", "/a/../etc" or "/a//b" would cover or name some
+  // other directory of the container than the one written.
+  if (auto segs =
+          util::split_safe_relative_path(std::string_view(out.container_secrets_dir).substr(1));
+      !segs) {
+    throw Error(ExitCode::invalid_input,
+                "container record: the secrets directory '{}' must be a plain absolute path below "
+                "/ in the container: {}",
+                out.container_secrets_dir, segs.error());
+  }
 
   std::vector<std::string> unset{k_manifest_json_var, k_manifest_var, k_argv_var};
   unset.insert(unset.end(), auth_env_names().begin(), auth_env_names().end());

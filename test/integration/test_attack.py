@@ -174,3 +174,22 @@ def test_prepare_killed_by_sigterm_after_login_leaves_no_valid_token(cs, bao, wo
     state = Path(str(host_dir) + ".state")
     assert state.exists() or accessors() == before, (
         f"prepare ended ({p.returncode}) with a valid token and no state file to revoke it")
+
+
+@pytest.mark.offline
+@pytest.mark.parametrize("container_dir", ["/", "/x/../../etc", "/run//s", "/run/./s"])
+def test_prepare_refuses_a_container_secrets_dir_that_is_not_a_plain_path(cs, container_dir):
+    """The launcher bind-mounts DIR at the result's mount.container_path: '/' would cover the
+    container's root and '/x/../../etc' its /etc, while `files` would name paths that do not
+    exist. Exit 65, nothing written."""
+    work = cs.tmpfs_dir()
+    manifest = {"version": 1, "files": [{"path": "f", "template": "plain"}]}
+    record = {"uuid": "zzzzz-dz642-dotdotdotdot1", "command": ["true"],
+              "environment": {"CRUNCH_SECRETS_MANIFEST_JSON": json.dumps(manifest),
+                              "CRUNCH_SECRETS_DIR": container_dir}}
+    proc = run_cs(["prepare", "--container", "-", "--secrets-dir", str(work / "s")],
+                  stdin=json.dumps(record).encode())
+    err = proc.stderr.decode(errors="replace")
+    assert proc.returncode == 65, (proc.returncode, err, proc.stdout[:300])
+    assert err.count("\n") == 1 and "secrets directory" in err, err
+    assert not (work / "s").exists() and not (work / "s.state").exists()
