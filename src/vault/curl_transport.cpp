@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <mutex>
 
@@ -41,6 +42,13 @@ size_t on_body(char* data, size_t size, size_t nmemb, void* user) {
   }
   out->body.append(data, n);
   return n;
+}
+
+// libcurl 7.88 opens its sockets without close-on-exec: a supervised COMMAND would inherit the
+// live connection to Vault and could read its answers (a renewal's names the token).
+int close_on_exec(void* /*clientp*/, curl_socket_t fd, curlsocktype /*purpose*/) {
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  return CURL_SOCKOPT_OK;
 }
 
 // Host and port of an http(s) URL, for VAULT_TLS_SERVER_NAME's connect-to mapping.
@@ -179,6 +187,7 @@ std::vector<Response> CurlTransport::perform(const std::vector<const Request*>& 
     curl_easy_setopt(t.easy, CURLOPT_ERRORBUFFER, t.errbuf);
     curl_easy_setopt(t.easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(t.easy, CURLOPT_WRITEDATA, &responses[i]);
+    curl_easy_setopt(t.easy, CURLOPT_SOCKOPTFUNCTION, close_on_exec);
     if (!tls.ca_cert.empty()) {
       curl_easy_setopt(t.easy, CURLOPT_CAINFO, tls.ca_cert.c_str());
     }
