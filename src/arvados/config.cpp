@@ -1,15 +1,15 @@
 #include "crunchsecrets/arvados/config.hpp"
 
-#include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/util/ca_bundle.hpp"
+#include "crunchsecrets/util/error.hpp"
 
 #include <algorithm>
 #include <cctype>
 
 namespace cs::arvados {
 
-using core::Error;
-using core::ExitCode;
+using util::Error;
+using util::ExitCode;
 
 bool flag_is_true(const std::string& value) {
   std::string v;

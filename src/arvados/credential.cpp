@@ -1,6 +1,6 @@
 #include "crunchsecrets/arvados/credential.hpp"
 
-#include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/util/error.hpp"
 #include "crunchsecrets/util/log.hpp"
 #include "crunchsecrets/vault/client.hpp"
 
@@ -14,8 +14,8 @@
 
 namespace cs::arvados {
 
-using core::Error;
-using core::ExitCode;
+using util::Error;
+using util::ExitCode;
 using util::Secret;
 using util::SecretJson;
 
@@ -233,99 +233,73 @@ void Client::fail(const Response& r, const std::string& what, const Secret& toke
               said);
 }
 
-std::vector<std::pair<std::string, CredentialSecret>>
-Client::fetch(const std::vector<std::string>& credentials, const Secret& token) {
-  std::vector<std::string> uuids;
-  std::vector<std::string> names;
+namespace {
+
+// Splits the credentials named into distinct uuids and distinct names.
+void split_credentials(const std::vector<std::string>& credentials, std::vector<std::string>& uuids,
+                       std::vector<std::string>& names) {
   for (const auto& c : credentials) {
     auto& into = is_credential_uuid(c) ? uuids : names;
     if (std::find(into.begin(), into.end(), c) == into.end()) {
       into.push_back(c);
     }
   }
-  std::vector<std::pair<std::string, CredentialSecret>> out;
-  if (uuids.empty() && names.empty()) {
-    return out;
-  }
-  if (token.empty()) {
-    throw Error(ExitCode::config,
-                "{}: ARVADOS_API_TOKEN is not set: Arvados credentials are read with a running "
-                "container's token (runtime_constraints API: true)",
-                ref_text(names.empty() ? uuids.front() : names.front()));
-  }
+}
 
-  // Round trip 1: which container the token belongs to, and the public fields of every
-  // credential named.
-  std::vector<std::string> paths{"containers/current"};
-  if (!uuids.empty()) {
-    paths.push_back(list_path("uuid", uuids));
+// Checks the answer of containers/current (already HTTP 2xx): the container must be Running.
+void check_running(const Response& current, const std::string& all_refs) {
+  SecretJson c = parse_body(current.body);
+  const std::string state = c.is_object() ? string_field(c, "state") : std::string();
+  const std::string uuid = c.is_object() ? string_field(c, "uuid") : std::string();
+  util::wipe_json(c);
+  if (state.empty()) {
+    throw Error(ExitCode::protocol, "{}: containers/current answered no container state", all_refs);
   }
-  if (!names.empty()) {
-    paths.push_back(list_path("name", names));
-  }
-  const auto first = send(paths, token);
-  const std::string all_refs = ref_text(names.empty() ? uuids.front() : names.front());
-  const Response& current = first[0];
-  if (current.status == 404) {
+  if (state != "Running") {
     throw Error(ExitCode::permission_denied,
-                "{}: ARVADOS_API_TOKEN is not a container's token: Arvados gives credential "
-                "secrets only to a Running container (use crunch-secrets inside the container)",
-                all_refs);
+                "{}: container {} is {}, not Running: Arvados gives credential secrets only "
+                "to a Running container",
+                all_refs, uuid, state);
   }
-  if (!current.http_ok()) {
-    fail(current, all_refs, token);
-  }
-  {
-    SecretJson c = parse_body(current.body);
-    const std::string state = c.is_object() ? string_field(c, "state") : std::string();
-    const std::string uuid = c.is_object() ? string_field(c, "uuid") : std::string();
-    util::wipe_json(c);
-    if (state.empty()) {
-      throw Error(ExitCode::protocol, "{}: containers/current answered no container state",
-                  all_refs);
-    }
-    if (state != "Running") {
-      throw Error(ExitCode::permission_denied,
-                  "{}: container {} is {}, not Running: Arvados gives credential secrets only "
-                  "to a Running container",
-                  all_refs, uuid, state);
-    }
-  }
+}
 
+// The credentials the list answers made visible, by uuid and by name.
+struct Listing {
   std::map<std::string, CredentialInfo> by_uuid;
   std::map<std::string, std::vector<CredentialInfo>> by_name;
-  for (std::size_t i = 1; i < first.size(); ++i) {
-    const bool names_list = !names.empty() && i == first.size() - 1;
-    const std::string what =
-        ref_text(names_list ? names.front() : uuids.front()) + " (listing credentials)";
-    if (!first[i].http_ok()) {
-      fail(first[i], what, token);
-    }
-    SecretJson j = parse_body(first[i].body);
-    if (!j.is_object() || !j.contains("items") || !j["items"].is_array()) {
-      util::wipe_json(j);
-      throw Error(ExitCode::protocol, "{}: the credentials list has no items array", what);
-    }
-    for (const auto& item : j["items"]) {
-      if (!item.is_object()) {
-        continue;
-      }
-      CredentialInfo info{string_field(item, "uuid"), string_field(item, "name"),
-                          string_field(item, "credential_class"), string_field(item, "expires_at")};
-      if (names_list) {
-        by_name[info.name].push_back(info);
-      } else {
-        by_uuid[info.uuid] = info;
-      }
-    }
-    util::wipe_json(j);
-  }
+};
 
-  // Every name must match exactly one credential; every uuid must be visible.
+// Adds the items of one list answer (already HTTP 2xx) to `listing`.
+void add_listed(Listing& listing, const Response& answer, bool names_list,
+                const std::string& what) {
+  SecretJson j = parse_body(answer.body);
+  if (!j.is_object() || !j.contains("items") || !j["items"].is_array()) {
+    util::wipe_json(j);
+    throw Error(ExitCode::protocol, "{}: the credentials list has no items array", what);
+  }
+  for (const auto& item : j["items"]) {
+    if (!item.is_object()) {
+      continue;
+    }
+    CredentialInfo info{string_field(item, "uuid"), string_field(item, "name"),
+                        string_field(item, "credential_class"), string_field(item, "expires_at")};
+    if (names_list) {
+      listing.by_name[info.name].push_back(info);
+    } else {
+      listing.by_uuid[info.uuid] = info;
+    }
+  }
+  util::wipe_json(j);
+}
+
+// Every name must match exactly one credential; every uuid must be visible.
+std::vector<std::pair<std::string, CredentialInfo>>
+match_wanted(const std::vector<std::string>& uuids, const std::vector<std::string>& names,
+             const Listing& listing) {
   std::vector<std::pair<std::string, CredentialInfo>> wanted;
   for (const auto& u : uuids) {
-    auto it = by_uuid.find(u);
-    if (it == by_uuid.end()) {
+    auto it = listing.by_uuid.find(u);
+    if (it == listing.by_uuid.end()) {
       throw Error(ExitCode::not_found,
                   "{}: no such credential, or not readable by this container's user: check the "
                   "uuid or ask the credential's owner to share it (can_read)",
@@ -334,8 +308,8 @@ Client::fetch(const std::vector<std::string>& credentials, const Secret& token) 
     wanted.emplace_back(u, it->second);
   }
   for (const auto& n : names) {
-    auto it = by_name.find(n);
-    if (it == by_name.end() || it->second.empty()) {
+    auto it = listing.by_name.find(n);
+    if (it == listing.by_name.end() || it->second.empty()) {
       throw Error(ExitCode::not_found,
                   "{}: no credential with this name is readable by this container's user: check "
                   "the name (arv credential list) or ask its owner to share it (can_read)",
@@ -352,16 +326,92 @@ Client::fetch(const std::vector<std::string>& credentials, const Secret& token) 
     }
     wanted.emplace_back(n, it->second.front());
   }
+  return wanted;
+}
+
+void check_expiry(const std::vector<std::pair<std::string, CredentialInfo>>& wanted,
+                  long long now) {
   for (const auto& [text, info] : wanted) {
     if (!info.expires_at.empty()) {
       const auto t = parse_rfc3339(info.expires_at);
-      if (t && *t <= m_now) {
+      if (t && *t <= now) {
         throw Error(ExitCode::permission_denied,
                     "{}: credential {} expired at {}: ask its owner to renew it", ref_text(text),
                     info.uuid, info.expires_at);
       }
     }
   }
+}
+
+// The secret of one answer (already HTTP 2xx) to credentials/{uuid}/secret.
+CredentialSecret secret_of(const Response& answer, const CredentialInfo& info,
+                           const std::string& what) {
+  SecretJson j = parse_body(answer.body);
+  if (!j.is_object() || !j.contains("secret") || !j["secret"].is_string()) {
+    util::wipe_json(j);
+    throw Error(ExitCode::protocol, "{}: the secret answer has no string 'secret' field", what);
+  }
+  CredentialSecret cs;
+  cs.info = info;
+  cs.secret = Secret(j["secret"].get_ref<const SecretJson::string_t&>());
+  if (j.contains("external_id") && j["external_id"].is_string()) {
+    cs.external_id = Secret(j["external_id"].get_ref<const SecretJson::string_t&>());
+  }
+  util::wipe_json(j);
+  return cs;
+}
+
+} // namespace
+
+std::vector<std::pair<std::string, CredentialSecret>>
+Client::fetch(const std::vector<std::string>& credentials, const Secret& token) {
+  std::vector<std::string> uuids;
+  std::vector<std::string> names;
+  split_credentials(credentials, uuids, names);
+  std::vector<std::pair<std::string, CredentialSecret>> out;
+  if (uuids.empty() && names.empty()) {
+    return out;
+  }
+  const std::string all_refs = ref_text(names.empty() ? uuids.front() : names.front());
+  if (token.empty()) {
+    throw Error(ExitCode::config,
+                "{}: ARVADOS_API_TOKEN is not set: Arvados credentials are read with a running "
+                "container's token (runtime_constraints API: true)",
+                all_refs);
+  }
+
+  // Round trip 1: which container the token belongs to, and the public fields of every
+  // credential named.
+  std::vector<std::string> paths{"containers/current"};
+  if (!uuids.empty()) {
+    paths.push_back(list_path("uuid", uuids));
+  }
+  if (!names.empty()) {
+    paths.push_back(list_path("name", names));
+  }
+  const auto first = send(paths, token);
+  if (first[0].status == 404) {
+    throw Error(ExitCode::permission_denied,
+                "{}: ARVADOS_API_TOKEN is not a container's token: Arvados gives credential "
+                "secrets only to a Running container (use crunch-secrets inside the container)",
+                all_refs);
+  }
+  if (!first[0].http_ok()) {
+    fail(first[0], all_refs, token);
+  }
+  check_running(first[0], all_refs);
+  Listing listing;
+  for (std::size_t i = 1; i < first.size(); ++i) {
+    const bool names_list = !names.empty() && i == first.size() - 1;
+    const std::string what =
+        ref_text(names_list ? names.front() : uuids.front()) + " (listing credentials)";
+    if (!first[i].http_ok()) {
+      fail(first[i], what, token);
+    }
+    add_listed(listing, first[i], names_list, what);
+  }
+  const auto wanted = match_wanted(uuids, names, listing);
+  check_expiry(wanted, m_now);
 
   // Round trip 2: every secret, in parallel.
   std::vector<std::string> secret_paths;
@@ -374,19 +424,7 @@ Client::fetch(const std::vector<std::string>& credentials, const Secret& token) 
     if (!secrets[i].http_ok()) {
       fail(secrets[i], what, token);
     }
-    SecretJson j = parse_body(secrets[i].body);
-    if (!j.is_object() || !j.contains("secret") || !j["secret"].is_string()) {
-      util::wipe_json(j);
-      throw Error(ExitCode::protocol, "{}: the secret answer has no string 'secret' field", what);
-    }
-    CredentialSecret cs;
-    cs.info = wanted[i].second;
-    cs.secret = Secret(j["secret"].get_ref<const SecretJson::string_t&>());
-    if (j.contains("external_id") && j["external_id"].is_string()) {
-      cs.external_id = Secret(j["external_id"].get_ref<const SecretJson::string_t&>());
-    }
-    util::wipe_json(j);
-    out.emplace_back(wanted[i].first, std::move(cs));
+    out.emplace_back(wanted[i].first, secret_of(secrets[i], wanted[i].second, what));
   }
   return out;
 }

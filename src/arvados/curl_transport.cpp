@@ -1,6 +1,7 @@
 #include "crunchsecrets/arvados/curl_transport.hpp"
 
-#include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/util/error.hpp"
+#include "crunchsecrets/vault/curl_transport.hpp"
 #include "cs_version.h"
 
 #include <algorithm>
@@ -51,7 +52,7 @@ CurlTransport::CurlTransport(const Config& config) : m_impl(std::make_unique<Imp
   m_impl->config = config;
   m_impl->multi = curl_multi_init();
   if (m_impl->multi == nullptr) {
-    throw core::Error(core::ExitCode::internal, "cannot initialise libcurl");
+    throw util::Error(util::ExitCode::internal, "cannot initialise libcurl");
   }
   curl_multi_setopt(m_impl->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
   curl_multi_setopt(m_impl->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
@@ -67,15 +68,103 @@ std::size_t CurlTransport::requests_sent() const {
   return m_impl->sent;
 }
 
+namespace {
+
+// One request in flight; the destructor removes the easy handle from the multi handle, frees
+// it, and wipes the headers (one carries the token).
+class Transfer {
+public:
+  Transfer() = default;
+  Transfer(const Transfer&) = delete;
+  Transfer& operator=(const Transfer&) = delete;
+  ~Transfer() {
+    if (easy != nullptr) {
+      if (multi != nullptr) {
+        curl_multi_remove_handle(multi, easy);
+      }
+      curl_easy_cleanup(easy);
+    }
+    free_headers(headers);
+  }
+
+  CURLM* multi = nullptr; // set once the handle is added
+  CURL* easy = nullptr;
+  curl_slist* headers = nullptr;
+  char errbuf[CURL_ERROR_SIZE] = {};
+  std::string url;
+  bool done = false;
+};
+
+// Prepares `t` for GET `url` with `token`, its answer going to `response`. Returns false (with
+// the response's transport_error set) when libcurl cannot create a handle.
+bool make_transfer(Transfer& t, std::string url, const util::Secret& token, Response& response,
+                   std::size_t index, const Config& config, long timeout_ms,
+                   const std::string& user_agent) {
+  t.easy = curl_easy_init();
+  if (t.easy == nullptr) {
+    response.transport_error = "cannot create a libcurl handle";
+    return false;
+  }
+  t.url = std::move(url);
+  curl_easy_setopt(t.easy, CURLOPT_URL, t.url.c_str());
+  // Arvados is always spoken over https; never follow a redirect elsewhere.
+  curl_easy_setopt(t.easy, CURLOPT_PROTOCOLS_STR, "https");
+  curl_easy_setopt(t.easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(t.easy, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(t.easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(t.easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(t.easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
+  curl_easy_setopt(t.easy, CURLOPT_PIPEWAIT, 1L);
+  curl_easy_setopt(t.easy, CURLOPT_USERAGENT, user_agent.c_str());
+  curl_easy_setopt(t.easy, CURLOPT_ERRORBUFFER, t.errbuf);
+  curl_easy_setopt(t.easy, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(t.easy, CURLOPT_WRITEDATA, &response.body);
+  if (!config.ca_file.empty()) {
+    curl_easy_setopt(t.easy, CURLOPT_CAINFO, config.ca_file.c_str());
+  }
+  if (config.insecure) {
+    curl_easy_setopt(t.easy, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(t.easy, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  util::SecureString h = "Authorization: Bearer ";
+  h.append(token.reveal().data(), token.size());
+  t.headers = curl_slist_append(t.headers, h.c_str());
+  util::wipe_string(h);
+  t.headers = curl_slist_append(t.headers, "Accept: application/json");
+  curl_easy_setopt(t.easy, CURLOPT_HTTPHEADER, t.headers);
+  curl_easy_setopt(t.easy, CURLOPT_PRIVATE, reinterpret_cast<char*>(index));
+  return true;
+}
+
+// Moves every finished transfer's outcome into `responses`.
+void collect_done(CURLM* multi, std::vector<Transfer>& transfers,
+                  std::vector<Response>& responses) {
+  int msgs = 0;
+  while (CURLMsg* msg = curl_multi_info_read(multi, &msgs)) {
+    if (msg->msg != CURLMSG_DONE) {
+      continue;
+    }
+    char* priv = nullptr;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+    const auto i = reinterpret_cast<std::size_t>(priv);
+    transfers[i].done = true;
+    if (msg->data.result == CURLE_OK) {
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &responses[i].status);
+      continue;
+    }
+    responses[i].status = 0;
+    responses[i].transport_error =
+        transfers[i].errbuf[0] != '\0' ? transfers[i].errbuf : curl_easy_strerror(msg->data.result);
+    responses[i].permanent = vault::is_permanent(msg->data.result);
+    util::wipe_string(responses[i].body);
+  }
+}
+
+} // namespace
+
 std::vector<Response> CurlTransport::get_all(const std::vector<std::string>& paths,
                                              const util::Secret& token,
                                              Clock::time_point deadline) {
-  struct Transfer {
-    CURL* easy = nullptr;
-    curl_slist* headers = nullptr;
-    char errbuf[CURL_ERROR_SIZE] = {};
-    std::string url;
-  };
   std::vector<Response> responses(paths.size());
   std::vector<Transfer> transfers(paths.size());
   const long remaining_ms = std::max<long>(
@@ -85,93 +174,34 @@ std::vector<Response> CurlTransport::get_all(const std::vector<std::string>& pat
   const long timeout_ms =
       std::min<long>(remaining_ms, static_cast<long>(m_impl->config.client_timeout.count()));
   const std::string user_agent = fmt::format("crunch-secrets/{}", CS_VERSION);
-
   for (std::size_t i = 0; i < paths.size(); ++i) {
-    Transfer& t = transfers[i];
-    t.easy = curl_easy_init();
-    if (t.easy == nullptr) {
-      responses[i].transport_error = "cannot create a libcurl handle";
-      continue;
+    if (make_transfer(transfers[i],
+                      fmt::format("{}/arvados/v1/{}", m_impl->config.base_url, paths[i]), token,
+                      responses[i], i, m_impl->config, timeout_ms, user_agent)) {
+      curl_multi_add_handle(m_impl->multi, transfers[i].easy);
+      transfers[i].multi = m_impl->multi;
+      ++m_impl->sent;
+    } else {
+      transfers[i].done = true;
     }
-    t.url = fmt::format("{}/arvados/v1/{}", m_impl->config.base_url, paths[i]);
-    curl_easy_setopt(t.easy, CURLOPT_URL, t.url.c_str());
-    // Arvados is always spoken over https; never follow a redirect elsewhere.
-    curl_easy_setopt(t.easy, CURLOPT_PROTOCOLS_STR, "https");
-    curl_easy_setopt(t.easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(t.easy, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(t.easy, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(t.easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(t.easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(t.easy, CURLOPT_PIPEWAIT, 1L);
-    curl_easy_setopt(t.easy, CURLOPT_USERAGENT, user_agent.c_str());
-    curl_easy_setopt(t.easy, CURLOPT_ERRORBUFFER, t.errbuf);
-    curl_easy_setopt(t.easy, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(t.easy, CURLOPT_WRITEDATA, &responses[i].body);
-    if (!m_impl->config.ca_file.empty()) {
-      curl_easy_setopt(t.easy, CURLOPT_CAINFO, m_impl->config.ca_file.c_str());
-    }
-    if (m_impl->config.insecure) {
-      curl_easy_setopt(t.easy, CURLOPT_SSL_VERIFYPEER, 0L);
-      curl_easy_setopt(t.easy, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-    util::SecureString h = "Authorization: Bearer ";
-    h.append(token.reveal().data(), token.size());
-    t.headers = curl_slist_append(t.headers, h.c_str());
-    util::wipe_string(h);
-    t.headers = curl_slist_append(t.headers, "Accept: application/json");
-    curl_easy_setopt(t.easy, CURLOPT_HTTPHEADER, t.headers);
-    curl_easy_setopt(t.easy, CURLOPT_PRIVATE, reinterpret_cast<char*>(i));
-    curl_multi_add_handle(m_impl->multi, t.easy);
-    ++m_impl->sent;
   }
-
   int running = 0;
   do {
-    if (curl_multi_perform(m_impl->multi, &running) != CURLM_OK) {
+    const CURLMcode mc = curl_multi_perform(m_impl->multi, &running);
+    if (mc != CURLM_OK) {
+      std::vector<bool> done(transfers.size());
+      for (std::size_t i = 0; i < transfers.size(); ++i) {
+        done[i] = transfers[i].done;
+      }
+      vault::fail_unfinished(responses, done,
+                             fmt::format("libcurl failed: {}", curl_multi_strerror(mc)));
       break;
     }
-    int msgs = 0;
-    while (CURLMsg* msg = curl_multi_info_read(m_impl->multi, &msgs)) {
-      if (msg->msg != CURLMSG_DONE) {
-        continue;
-      }
-      char* priv = nullptr;
-      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
-      const auto i = reinterpret_cast<std::size_t>(priv);
-      if (msg->data.result == CURLE_OK) {
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &responses[i].status);
-        continue;
-      }
-      responses[i].status = 0;
-      responses[i].transport_error = transfers[i].errbuf[0] != '\0'
-                                         ? transfers[i].errbuf
-                                         : curl_easy_strerror(msg->data.result);
-      switch (msg->data.result) {
-      case CURLE_SSL_CACERT_BADFILE:
-      case CURLE_SSL_CERTPROBLEM:
-      case CURLE_PEER_FAILED_VERIFICATION:
-      case CURLE_SSL_ISSUER_ERROR:
-      case CURLE_URL_MALFORMAT:
-      case CURLE_UNSUPPORTED_PROTOCOL:
-        responses[i].permanent = true;
-        break;
-      default:
-        break;
-      }
-      util::wipe_string(responses[i].body);
-    }
+    collect_done(m_impl->multi, transfers, responses);
     if (running > 0) {
       curl_multi_poll(m_impl->multi, nullptr, 0, 200, nullptr);
     }
   } while (running > 0);
-
-  for (auto& t : transfers) {
-    if (t.easy != nullptr) {
-      curl_multi_remove_handle(m_impl->multi, t.easy);
-      curl_easy_cleanup(t.easy);
-    }
-    free_headers(t.headers);
-  }
   return responses;
 }
 

@@ -108,14 +108,16 @@ private:
   std::map<std::string, std::vector<CLI::Option*>> m_options;
 };
 
-void add_common(CLI::App& cmd, Binder& b, cs::core::CommonOptions& o, std::string& wait) {
+// `auth_method` is the text of --auth, converted to the enum once parsing is done.
+void add_common(CLI::App& cmd, Binder& b, cs::core::CommonOptions& o, std::string& auth_method,
+                std::string& wait) {
   b.bind(cmd, "--manifest", o.manifest);
   b.bind(cmd, "--no-manifest", o.no_manifest);
   b.bind(cmd, "--secrets-dir", o.secrets_dir);
   b.bind(cmd, "--allow-non-tmpfs", o.allow_non_tmpfs);
   b.bind(cmd, "--argv-templates", o.argv_templates);
   b.bind(cmd, "--no-env-refs", o.no_env_refs);
-  b.bind(cmd, "--auth", o.auth.method);
+  b.bind(cmd, "--auth", auth_method);
   b.bind(cmd, "--token-file", o.auth.token_file);
   b.bind(cmd, "--role-id", o.auth.role_id);
   b.bind(cmd, "--role-id-file", o.auth.role_id_file);
@@ -161,17 +163,6 @@ std::optional<std::string> first_word(const std::vector<std::string>& args) {
   return std::nullopt;
 }
 
-const char* const k_methods[] = {"auto", "token", "approle", "wrapped", "arvados"};
-
-bool is_method(const std::string& m) {
-  for (const char* k : k_methods) {
-    if (m == k) {
-      return true;
-    }
-  }
-  return false;
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
@@ -214,6 +205,7 @@ int main(int argc, char** argv) {
   bool quiet = false;
   bool verbose = false;
   cs::core::CommonOptions options;
+  std::string auth_method;
   std::string wait;
   bool online = false;
   bool json = false;
@@ -254,7 +246,7 @@ int main(int argc, char** argv) {
     binder.bind(*target, "--verbose", verbose);
   }
   for (CLI::App* sub : {run, check}) {
-    add_common(*sub, binder, options, wait);
+    add_common(*sub, binder, options, auth_method, wait);
     sub->footer(cs::cli::help_epilog());
   }
   for (CLI::App* sub : {prepare, cleanup}) {
@@ -325,11 +317,13 @@ int main(int argc, char** argv) {
   }
   log::configure(*level, log_format == "json" ? log::Format::json : log::Format::text);
 
-  const std::string auth_source = setting("--auth", options.auth.method, "auto");
-  if (!is_method(options.auth.method)) {
-    return fail(ExitCode::usage, auth_source +
-                                     ": unknown login method: use auto, token, approle, wrapped or "
-                                     "arvados (see crunch-secrets --help)");
+  const std::string auth_source = setting("--auth", auth_method, "auto");
+  const auto& methods = cs::core::auth_method_names();
+  if (auto method = methods.parse(auth_method)) {
+    options.auth.method = *method;
+  } else {
+    return fail(ExitCode::usage, auth_source + ": unknown login method: use " +
+                                     methods.list(" or ") + " (see crunch-secrets --help)");
   }
   const std::string wait_source = setting("--wait", wait, "60s");
   auto d = cs::util::parse_duration(wait);
@@ -369,7 +363,9 @@ int main(int argc, char** argv) {
       return cs::core::run_command(options);
     }
     options.command = command;
-    return cs::core::check_command(options, online, json);
+    return cs::core::check_command(
+        options, cs::core::CheckOptions{online, json ? cs::core::CheckOptions::Format::json
+                                                     : cs::core::CheckOptions::Format::text});
   } catch (const cs::core::Error& e) {
     log::Fields fields = e.fields();
     fields.exit_code = static_cast<int>(e.code());

@@ -20,15 +20,13 @@ bool has(const vault::EnvLookup& env, const char* name) {
 // Reads a credential from `path`, or from standard input when `path` is "-" (the convention of
 // the Vault CLI and of most Unix tools), so that it never has to be stored in a file.
 Secret from_file(const std::string& path, const std::string& what) {
-  auto r = util::read_secret_file(path == "-" ? "/dev/stdin" : path);
-  if (!r) {
-    throw Error(ExitCode::no_input, "{}: {}: check the path", what, r.error());
-  }
-  if (r->empty()) {
+  auto text = value_or_throw(util::read_secret_file(path == "-" ? "/dev/stdin" : path),
+                             ExitCode::no_input, "{}: {}: check the path", what);
+  if (text.empty()) {
     throw Error(ExitCode::config, "{} {} is empty", what,
                 path == "-" ? std::string("(standard input)") : "file " + path);
   }
-  return Secret(std::move(*r));
+  return Secret(std::move(text));
 }
 
 Secret from_env(const vault::EnvLookup& env, std::initializer_list<const char*> names) {
@@ -40,6 +38,17 @@ Secret from_env(const vault::EnvLookup& env, std::initializer_list<const char*> 
     }
   }
   return Secret();
+}
+
+// The wrapping token of `--auth wrapped`, for a login and for `check --online` alike.
+Secret wrapping_token(const AuthOptions& o, const vault::EnvLookup& env) {
+  Secret w = !o.wrapped_token_file.empty() ? from_file(o.wrapped_token_file, "--wrapped-token-file")
+                                           : from_env(env, {"CRUNCH_SECRETS_WRAPPED_TOKEN"});
+  if (w.empty()) {
+    throw Error(ExitCode::config, "--auth wrapped: pass --wrapped-token-file or set "
+                                  "CRUNCH_SECRETS_WRAPPED_TOKEN");
+  }
+  return w;
 }
 
 } // namespace
@@ -60,21 +69,21 @@ std::string vault_token_helper_file(const vault::EnvLookup& env) {
 AuthOptions merge_auth(AuthOptions o, const Manifest* manifest, const vault::EnvLookup& env) {
   if (manifest != nullptr) {
     const AuthSpec& a = manifest->auth;
-    if (o.method == "auto" && !a.method.empty()) {
-      o.method = a.method;
+    if (o.method == AuthMethod::automatic && a.method) {
+      o.method = *a.method;
     }
-    const std::string method = o.method;
+    const bool approle = o.method == AuthMethod::approle;
     if (!a.role.empty()) {
-      if (method == "approle" && o.role_id.empty() && o.role_id_file.empty()) {
+      if (approle && o.role_id.empty() && o.role_id_file.empty()) {
         o.role_id = a.role;
-      } else if (method != "approle" && o.arvados_role.empty()) {
+      } else if (!approle && o.arvados_role.empty()) {
         o.arvados_role = a.role;
       }
     }
     if (!a.mount.empty()) {
-      if (method == "approle" && o.approle_mount == "approle") {
+      if (approle && o.approle_mount == "approle") {
         o.approle_mount = a.mount;
-      } else if (method != "approle" && o.arvados_mount == "arvados") {
+      } else if (!approle && o.arvados_mount == "arvados") {
         o.arvados_mount = a.mount;
       }
     }
@@ -91,27 +100,27 @@ AuthOptions merge_auth(AuthOptions o, const Manifest* manifest, const vault::Env
   return o;
 }
 
-std::string choose_method(const AuthOptions& o, const vault::EnvLookup& env) {
-  if (o.method != "auto") {
+AuthMethod choose_method(const AuthOptions& o, const vault::EnvLookup& env) {
+  if (o.method != AuthMethod::automatic) {
     return o.method;
   }
   if (has(env, "BAO_TOKEN") || has(env, "VAULT_TOKEN") || !o.token_file.empty()) {
-    return "token";
+    return AuthMethod::token;
   }
   if (!o.wrapped_token_file.empty() || has(env, "CRUNCH_SECRETS_WRAPPED_TOKEN")) {
-    return "wrapped";
+    return AuthMethod::wrapped;
   }
   if ((!o.role_id.empty() || !o.role_id_file.empty()) &&
       (!o.secret_id_file.empty() || has(env, "CRUNCH_SECRETS_SECRET_ID"))) {
-    return "approle";
+    return AuthMethod::approle;
   }
   if (has(env, "ARVADOS_API_TOKEN") || !o.arvados_token_file.empty()) {
-    return "arvados";
+    return AuthMethod::arvados;
   }
   // The Vault CLI's token file comes last: a `bao login` left in a home directory (or baked
   // into an image) must not override the credential a job was given.
   if (!vault_token_helper_file(env).empty()) {
-    return "token";
+    return AuthMethod::token;
   }
   throw Error(ExitCode::config,
               "no Vault credentials found: set VAULT_TOKEN (or write ~/.vault-token), pass "
@@ -120,89 +129,95 @@ std::string choose_method(const AuthOptions& o, const vault::EnvLookup& env) {
               "with ARVADOS_API_TOKEN for --auth arvados");
 }
 
+namespace {
+
+void login_token(vault::Client& client, const AuthOptions& o, const vault::EnvLookup& env) {
+  Secret token = !o.token_file.empty() ? from_file(o.token_file, "--token-file")
+                                       : from_env(env, {"BAO_TOKEN", "VAULT_TOKEN"});
+  // As the Vault CLI does: the token helper's file when no token was given otherwise.
+  if (const std::string helper = vault_token_helper_file(env); token.empty() && !helper.empty()) {
+    util::log::debug("using the token in {}", helper);
+    token = from_file(helper, "the Vault token file");
+  }
+  if (token.empty()) {
+    throw Error(ExitCode::config, "--auth token: set VAULT_TOKEN (or BAO_TOKEN), write "
+                                  "~/.vault-token or pass --token-file");
+  }
+  client.use_token(std::move(token));
+}
+
+void login_wrapped(vault::Client& client, const AuthOptions& o, const vault::EnvLookup& env) {
+  const Secret w = wrapping_token(o, env);
+  // The wrapping token may hold an AppRole secret id; the role id is then needed too.
+  Secret role_id;
+  if (!o.role_id_file.empty()) {
+    role_id = from_file(o.role_id_file, "--role-id-file");
+  } else if (!o.role_id.empty()) {
+    role_id = Secret(o.role_id);
+  }
+  client.login_wrapped(w, o.approle_mount, role_id);
+}
+
+void login_approle(vault::Client& client, const AuthOptions& o, const vault::EnvLookup& env) {
+  Secret role_id =
+      !o.role_id_file.empty() ? from_file(o.role_id_file, "--role-id-file") : Secret(o.role_id);
+  Secret secret_id = !o.secret_id_file.empty() ? from_file(o.secret_id_file, "--secret-id-file")
+                                               : from_env(env, {"CRUNCH_SECRETS_SECRET_ID"});
+  if (role_id.empty() || secret_id.empty()) {
+    throw Error(ExitCode::config, "--auth approle needs a role id (--role-id, --role-id-file or "
+                                  "CRUNCH_SECRETS_ROLE_ID) and a secret id (--secret-id-file or "
+                                  "CRUNCH_SECRETS_SECRET_ID)");
+  }
+  client.login_approle(o.approle_mount, role_id, secret_id);
+}
+
+void login_arvados(vault::Client& client, const AuthOptions& o, const vault::EnvLookup& env) {
+  Secret token = !o.arvados_token_file.empty()
+                     ? from_file(o.arvados_token_file, "--arvados-token-file")
+                     : from_env(env, {"ARVADOS_API_TOKEN"});
+  if (token.empty()) {
+    throw Error(ExitCode::config, "--auth arvados: ARVADOS_API_TOKEN is not set (run the "
+                                  "container with runtime_constraints.API: true) and no "
+                                  "--arvados-token-file was given");
+  }
+  client.login_arvados(o.arvados_mount, o.arvados_role, token);
+}
+
+} // namespace
+
 void login(vault::Client& client, const AuthOptions& o, const vault::EnvLookup& env) {
-  const std::string method = choose_method(o, env);
-  util::log::debug("authenticating with method {}", method);
+  const AuthMethod method = choose_method(o, env);
+  util::log::debug("authenticating with method {}", to_string(method));
   if (o.role_id_file == "-" && o.secret_id_file == "-") {
     throw Error(ExitCode::usage, "--role-id-file - and --secret-id-file - cannot both read "
                                  "standard input: give one of them as a file");
   }
-  if (method == "token") {
-    Secret token = !o.token_file.empty() ? from_file(o.token_file, "--token-file")
-                                         : from_env(env, {"BAO_TOKEN", "VAULT_TOKEN"});
-    // As the Vault CLI does: the token helper's file when no token was given otherwise.
-    if (const std::string helper = vault_token_helper_file(env); token.empty() && !helper.empty()) {
-      util::log::debug("using the token in {}", helper);
-      token = from_file(helper, "the Vault token file");
-    }
-    if (token.empty()) {
-      throw Error(ExitCode::config, "--auth token: set VAULT_TOKEN (or BAO_TOKEN), write "
-                                    "~/.vault-token or pass --token-file");
-    }
-    client.use_token(std::move(token));
-  } else if (method == "wrapped") {
-    Secret w = !o.wrapped_token_file.empty()
-                   ? from_file(o.wrapped_token_file, "--wrapped-token-file")
-                   : from_env(env, {"CRUNCH_SECRETS_WRAPPED_TOKEN"});
-    if (w.empty()) {
-      throw Error(ExitCode::config, "--auth wrapped: pass --wrapped-token-file or set "
-                                    "CRUNCH_SECRETS_WRAPPED_TOKEN");
-    }
-    // The wrapping token may hold an AppRole secret id; the role id is then needed too.
-    Secret role_id;
-    if (!o.role_id_file.empty()) {
-      role_id = from_file(o.role_id_file, "--role-id-file");
-    } else if (!o.role_id.empty()) {
-      role_id = Secret(o.role_id);
-    }
-    client.login_wrapped(w, o.approle_mount, role_id);
-  } else if (method == "approle") {
-    Secret role_id =
-        !o.role_id_file.empty() ? from_file(o.role_id_file, "--role-id-file") : Secret(o.role_id);
-    Secret secret_id = !o.secret_id_file.empty() ? from_file(o.secret_id_file, "--secret-id-file")
-                                                 : from_env(env, {"CRUNCH_SECRETS_SECRET_ID"});
-    if (role_id.empty() || secret_id.empty()) {
-      throw Error(ExitCode::config, "--auth approle needs a role id (--role-id, --role-id-file or "
-                                    "CRUNCH_SECRETS_ROLE_ID) and a secret id (--secret-id-file or "
-                                    "CRUNCH_SECRETS_SECRET_ID)");
-    }
-    client.login_approle(o.approle_mount, role_id, secret_id);
-  } else if (method == "arvados") {
-    Secret token = !o.arvados_token_file.empty()
-                       ? from_file(o.arvados_token_file, "--arvados-token-file")
-                       : from_env(env, {"ARVADOS_API_TOKEN"});
-    if (token.empty()) {
-      throw Error(ExitCode::config, "--auth arvados: ARVADOS_API_TOKEN is not set (run the "
-                                    "container with runtime_constraints.API: true) and no "
-                                    "--arvados-token-file was given");
-    }
-    client.login_arvados(o.arvados_mount, o.arvados_role, token);
-  } else {
-    throw Error(ExitCode::usage,
-                "unknown auth method '{}': use auto, token, approle, wrapped or "
-                "arvados",
-                method);
+  switch (method) {
+  case AuthMethod::token:
+    return login_token(client, o, env);
+  case AuthMethod::wrapped:
+    return login_wrapped(client, o, env);
+  case AuthMethod::approle:
+    return login_approle(client, o, env);
+  case AuthMethod::arvados:
+    return login_arvados(client, o, env);
+  case AuthMethod::automatic:
+    break;
   }
+  throw Error(ExitCode::internal, "internal error: no login method chosen");
 }
 
 std::string check_without_login(vault::Client& client, const AuthOptions& o,
                                 const vault::EnvLookup& env) {
-  const std::string method = choose_method(o, env);
-  if (method == "wrapped") {
-    Secret w = !o.wrapped_token_file.empty()
-                   ? from_file(o.wrapped_token_file, "--wrapped-token-file")
-                   : from_env(env, {"CRUNCH_SECRETS_WRAPPED_TOKEN"});
-    if (w.empty()) {
-      throw Error(ExitCode::config, "--auth wrapped: pass --wrapped-token-file or set "
-                                    "CRUNCH_SECRETS_WRAPPED_TOKEN");
-    }
-    const vault::WrapInfo info = client.lookup_wrapping(w);
+  const AuthMethod method = choose_method(o, env);
+  if (method == AuthMethod::wrapped) {
+    const vault::WrapInfo info = client.lookup_wrapping(wrapping_token(o, env));
     return fmt::format("wrapped (the wrapping token is valid: created by {}, TTL {}s; not "
                        "unwrapped, so read capabilities were not checked: --consume-credentials "
                        "would use it up)",
                        info.creation_path.empty() ? "?" : info.creation_path, info.creation_ttl);
   }
-  if (method == "approle") {
+  if (method == AuthMethod::approle) {
     throw Error(ExitCode::usage,
                 "check --online does not log in with an AppRole secret id: a secret id may be "
                 "single use (secret_id_num_uses), and a login would use it up so that the "

@@ -50,10 +50,9 @@ std::string secrets_dir(const CommonOptions& o, const Manifest* m) {
   return "/dev/shm/crunch-secrets";
 }
 
+// The plan (which owns the manifest) and the secrets directory of a run.
 struct Prepared {
-  // Heap-owned so that `plan.manifest` stays valid when a Prepared is moved.
-  std::unique_ptr<Manifest> manifest;
-  Plan plan;
+  std::shared_ptr<const Plan> plan;
   std::string dir;
 };
 
@@ -63,18 +62,17 @@ Prepared prepare(const CommonOptions& o) {
   // by the container's environment alone.
   const ManifestSource source =
       find_manifest_source(o.manifest, o.no_manifest, getenv_opt, file_exists);
-  p.manifest = load_manifest_source(source);
-  if (p.manifest) {
+  PlanInput in;
+  in.manifest = load_manifest_source(source);
+  if (in.manifest) {
     util::log::debug("manifest {}", source.name);
   }
-  PlanInput in;
-  in.manifest = p.manifest.get();
   in.environ = without_manifest_marker(current_environ());
   in.env_refs = !o.no_env_refs;
   in.argv_templates = o.argv_templates || argv_marker(getenv_opt);
   in.argv = o.command;
-  p.plan = build_plan(in);
-  p.dir = secrets_dir(o, in.manifest);
+  p.plan = std::make_shared<const Plan>(build_plan(in));
+  p.dir = secrets_dir(o, in.manifest.get());
   return p;
 }
 
@@ -144,7 +142,7 @@ int run_command(const CommonOptions& o) {
   const auto start = vault::Clock::now();
   const auto deadline = start + o.wait;
   Prepared p = prepare(o);
-  const Plan& plan = p.plan;
+  const Plan& plan = *p.plan;
   // An earlier run's files go first: whatever happens next, this run's command sees only this
   // run's files, and a failed run leaves no secret behind (SECURITY.md, "Secret files").
   retire_secrets_dir(p.dir);
@@ -158,9 +156,10 @@ int run_command(const CommonOptions& o) {
                   plan.credentials.front().credential, plan.credentials.front().used_by.front());
     }
     return run_supervised(
-        plan, SuperviseContext{vault_config(o), merge_auth(o.auth, plan.manifest, getenv_opt),
-                               getenv_opt, current_environ(), p.dir, o.allow_non_tmpfs,
-                               o.pass_auth_env, o.scrub_arvados_token, o.wait, o.supervise});
+        p.plan,
+        SuperviseContext{vault_config(o), merge_auth(o.auth, plan.manifest.get(), getenv_opt),
+                         getenv_opt, current_environ(), p.dir, o.allow_non_tmpfs, o.pass_auth_env,
+                         o.scrub_arvados_token, o.wait, o.supervise});
   }
 
   std::optional<vault::Config> config;
@@ -168,7 +167,7 @@ int run_command(const CommonOptions& o) {
   std::optional<vault::Client> client;
   std::vector<vault::Fetched> fetched;
   std::string leased; // the first fetch that holds a lease, if any
-  const AuthOptions auth = merge_auth(o.auth, plan.manifest, getenv_opt);
+  const AuthOptions auth = merge_auth(o.auth, plan.manifest.get(), getenv_opt);
   // Vault and the Arvados credentials API are asked at the same time.
   CredentialValues credentials =
       with_credentials(plan, getenv_opt, auth.arvados_token_file, deadline, [&] {
@@ -195,7 +194,7 @@ int run_command(const CommonOptions& o) {
       });
   // Without fetches (literal-only templates) the resolver has nothing to look up but still
   // renders, so every sink has one.
-  const Resolver resolver(plan, std::move(fetched), std::move(credentials));
+  const Resolver resolver(p.plan, std::move(fetched), std::move(credentials));
   resolver.check_engines();
   const Resolver* r = &resolver;
 
@@ -256,23 +255,25 @@ int run_command(const CommonOptions& o) {
   throw Error(code, "cannot execute '{}': {}", o.command.front(), std::strerror(e));
 }
 
-int check_command(const CommonOptions& o, bool online, bool json) {
+int check_command(const CommonOptions& o, const CheckOptions& check) {
+  const bool online = check.online;
+  const bool json = check.format == CheckOptions::Format::json;
   if (online) {
     // --online logs in and holds a token: no core dumps or ptrace, as in run.
     ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   }
   Prepared p = prepare(o);
-  const Plan& plan = p.plan;
+  const Plan& plan = *p.plan;
   const auto users = users_of(plan);
-  const AuthOptions auth = merge_auth(o.auth, plan.manifest, getenv_opt);
+  const AuthOptions auth = merge_auth(o.auth, plan.manifest.get(), getenv_opt);
   std::string method;
   try {
-    method = choose_method(auth, getenv_opt);
+    method = to_string(choose_method(auth, getenv_opt));
   } catch (const Error&) {
     method = "none found";
   }
   const std::string dir_state = describe_secrets_dir(p.dir);
-  if (plan.manifest != nullptr) {
+  if (plan.manifest) {
     for (const auto& s : plan.manifest->secrets) {
       bool used = false;
       for (const auto& f : plan.fetches) {

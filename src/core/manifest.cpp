@@ -16,7 +16,8 @@ namespace {
 // Reads one manifest; every error names file:line.
 class Reader {
 public:
-  explicit Reader(std::string file) : m_file(std::move(file)) {}
+  Reader(std::string file, const TemplateReader& read_template)
+      : m_file(std::move(file)), m_read_template(read_template) {}
 
   [[noreturn]] void fail(const YAML::Node& node, const std::string& message) const {
     throw Error(ExitCode::invalid_input, "{}:{}: {}", m_file, line(node), message);
@@ -60,74 +61,45 @@ public:
     }
     fail(node, fmt::format("{} must be true or false", what));
   }
-  Template tmpl(const YAML::Node& node, const std::string& what) const {
-    auto t = parse_template(scalar(node, what), true);
-    if (!t) {
-      fail(node, fmt::format("{}: {}", what, t.error()));
+  // The value of `result`, or a failure at `node` reading "<context>: <error>".
+  template <typename T>
+  T value_or_fail(util::Result<T>&& result, const YAML::Node& node,
+                  const std::string& context) const {
+    if (!result) {
+      fail(node, fmt::format("{}: {}", context, result.error()));
     }
-    return std::move(*t);
+    return std::move(result).value();
+  }
+  void ok_or_fail(const util::Status& status, const YAML::Node& node,
+                  const std::string& context) const {
+    if (!status) {
+      fail(node, fmt::format("{}: {}", context, status.error()));
+    }
+  }
+  Template tmpl(const YAML::Node& node, const std::string& what) const {
+    return value_or_fail(parse_template(scalar(node, what), NamedRefs::allowed), node, what);
   }
 
   const std::string& file() const { return m_file; }
+  util::Result<std::string> read_template(const std::string& path) const {
+    return m_read_template(path);
+  }
 
 private:
   std::string m_file;
+  const TemplateReader& m_read_template;
 };
 
-Engine parse_engine(const Reader& r, const YAML::Node& node) {
-  const std::string s = r.scalar(node, "engine");
-  if (s == "auto") {
-    return Engine::automatic;
+// The enumerator `node` names in `table`; fails with "<what> 'x' is not one of a, b, c".
+template <typename E>
+E parse_name(const Reader& r, const YAML::Node& node, const util::NameTable<E>& table,
+             const std::string& field, const std::string& what) {
+  const std::string s = r.scalar(node, field);
+  const std::optional<E> value = table.parse(s);
+  if (!value) {
+    r.fail(node, fmt::format("{} '{}' is not one of {}", what, s, table.list()));
   }
-  if (s == "kv2") {
-    return Engine::kv2;
-  }
-  if (s == "kv1") {
-    return Engine::kv1;
-  }
-  if (s == "generic") {
-    return Engine::generic;
-  }
-  r.fail(node, fmt::format("engine '{}' is not one of auto, kv2, kv1, generic", s));
-}
-
-FileFormat parse_format(const Reader& r, const YAML::Node& node) {
-  const std::string s = r.scalar(node, "format");
-  if (s == "raw") {
-    return FileFormat::raw;
-  }
-  if (s == "json") {
-    return FileFormat::json;
-  }
-  if (s == "dotenv") {
-    return FileFormat::dotenv;
-  }
-  if (s == "ini") {
-    return FileFormat::ini;
-  }
-  if (s == "aws-credentials") {
-    return FileFormat::aws_credentials;
-  }
-  if (s == "template") {
-    return FileFormat::templated;
-  }
-  r.fail(node, fmt::format("format '{}' is not one of raw, json, dotenv, ini, aws-credentials, "
-                           "template",
-                           s));
-}
-
-bool is_secret_name(std::string_view name) {
-  if (name.empty() || !((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= 'A' && name[0] <= 'Z') ||
-                        name[0] == '_')) {
-    return false;
-  }
-  for (char c : name) {
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-          c == '-')) {
-      return false;
-    }
-  }
-  return true;
+  return *value;
 }
 
 std::chrono::milliseconds parse_interval(const Reader& r, const YAML::Node& node,
@@ -251,11 +223,9 @@ SecretSpec parse_secret(const Reader& r, const std::string& name, const YAML::No
     r.fail(node, fmt::format("secret '{}' has no 'path'", name));
   }
   spec.path = r.scalar(node["path"], "path");
-  if (auto s = validate_path(spec.path); !s) {
-    r.fail(node["path"], fmt::format("secret '{}': {}", name, s.error()));
-  }
+  r.ok_or_fail(validate_path(spec.path), node["path"], fmt::format("secret '{}'", name));
   if (node["engine"]) {
-    spec.engine = parse_engine(r, node["engine"]);
+    spec.engine = parse_name(r, node["engine"], engine_names(), "engine", "engine");
   }
   if (node["key"]) {
     spec.key = r.scalar(node["key"], "key");
@@ -265,11 +235,11 @@ SecretSpec parse_secret(const Reader& r, const std::string& name, const YAML::No
   }
   if (node["version"]) {
     const std::string v = r.scalar(node["version"], "version");
-    auto parsed = parse_vault_ref(fmt::format("x#k#{}", v));
+    auto parsed = parse_version(v);
     if (!parsed) {
       r.fail(node["version"], fmt::format("version '{}' must be a positive integer", v));
     }
-    spec.version = parsed->version;
+    spec.version = *parsed;
     if (spec.engine == Engine::kv1 || spec.engine == Engine::generic) {
       r.fail(node["version"], "version applies only to KV v2 (engine kv2 or auto)");
     }
@@ -301,6 +271,70 @@ unsigned parse_mode(const Reader& r, const YAML::Node& node) {
   return mode;
 }
 
+// The template of a files entry, inline or read through the reader from `template_file`.
+Template parse_file_template(const Reader& r, FileSpec& f, const YAML::Node& node) {
+  if (node["template"]) {
+    return r.tmpl(node["template"], "template");
+  }
+  f.template_file = r.scalar(node["template_file"], "template_file");
+  const int line = Reader::line(node["template_file"]);
+  const std::string text =
+      value_or_throw(r.read_template(f.template_file), ExitCode::no_input,
+                     "{}:{}: {}: check the template_file path", r.file(), line);
+  return value_or_throw(parse_template(text, NamedRefs::allowed), ExitCode::invalid_input,
+                        "{0}: {3} (template_file of {1}:{2})", f.template_file, r.file(), line);
+}
+
+// Where a files entry's content comes from: a template, or a declared secret (and key).
+void parse_file_source(const Reader& r, const Manifest& m, FileSpec& f, const YAML::Node& node) {
+  const bool has_template = node["template"] || node["template_file"];
+  if (has_template) {
+    if (f.format != FileFormat::templated) {
+      r.fail(node["format"], "'template'/'template_file' go with format 'template'");
+    }
+    if (node["key"]) {
+      r.fail(node["key"], "'key' goes with 'secret', not with a template");
+    }
+    f.body = parse_file_template(r, f, node);
+    return;
+  }
+  if (f.format == FileFormat::templated) {
+    r.fail(node["format"], "format 'template' needs 'template' or 'template_file'");
+  }
+  const std::string name = r.scalar(node["secret"], "secret");
+  if (m.find_secret(name) == nullptr) {
+    r.fail(node["secret"], fmt::format("secret '{}' is not declared under 'secrets'", name));
+  }
+  NamedRef ref{name, std::nullopt};
+  if (node["key"]) {
+    ref.key = r.scalar(node["key"], "key");
+  }
+  f.source = Ref{std::move(ref)};
+}
+
+// The ini section or aws-credentials profile of a files entry ("default" unless given).
+std::string parse_file_section(const Reader& r, const FileSpec& f, const YAML::Node& node) {
+  if (node["profile"] && f.format != FileFormat::aws_credentials) {
+    r.fail(node["profile"], "'profile' goes with format aws-credentials");
+  }
+  if (node["section"] && f.format != FileFormat::ini) {
+    r.fail(node["section"], "'section' goes with format ini");
+  }
+  std::string section = "default";
+  if (node["profile"]) {
+    section = r.scalar(node["profile"], "profile");
+  }
+  if (node["section"]) {
+    section = r.scalar(node["section"], "section");
+  }
+  for (char c : section) {
+    if (c == '[' || c == ']' || c == '\n' || c == '\r') {
+      r.fail(node, "profile/section must not contain '[', ']' or a newline");
+    }
+  }
+  return section;
+}
+
 FileSpec parse_file(const Reader& r, const Manifest& m, const YAML::Node& node) {
   r.expect_map(node, "a files entry");
   r.check_keys(node,
@@ -313,77 +347,21 @@ FileSpec parse_file(const Reader& r, const Manifest& m, const YAML::Node& node) 
     r.fail(node, "files entry has no 'path'");
   }
   f.path = r.scalar(node["path"], "path");
-  if (auto s = util::split_safe_relative_path(f.path); !s) {
-    r.fail(node["path"], fmt::format("file path '{}': {}", f.path, s.error()));
-  }
-  const bool has_template = static_cast<bool>(node["template"]);
-  const bool has_template_file = static_cast<bool>(node["template_file"]);
-  const bool has_secret = static_cast<bool>(node["secret"]);
-  if (static_cast<int>(has_template) + static_cast<int>(has_template_file) +
-          static_cast<int>(has_secret) !=
-      1) {
+  (void)r.value_or_fail(util::split_safe_relative_path(f.path), node["path"],
+                        fmt::format("file path '{}'", f.path));
+  const int sources = static_cast<int>(static_cast<bool>(node["template"])) +
+                      static_cast<int>(static_cast<bool>(node["template_file"])) +
+                      static_cast<int>(static_cast<bool>(node["secret"]));
+  if (sources != 1) {
     r.fail(node, "a files entry needs exactly one of 'secret', 'template', 'template_file'");
   }
   if (node["format"]) {
-    f.format = parse_format(r, node["format"]);
-  } else if (has_template || has_template_file) {
+    f.format = parse_name(r, node["format"], file_format_names(), "format", "format");
+  } else if (!node["secret"]) {
     f.format = FileFormat::templated;
   }
-  if (has_template || has_template_file) {
-    if (f.format != FileFormat::templated) {
-      r.fail(node["format"], "'template'/'template_file' go with format 'template'");
-    }
-    if (node["key"]) {
-      r.fail(node["key"], "'key' goes with 'secret', not with a template");
-    }
-    if (has_template) {
-      f.body = r.tmpl(node["template"], "template");
-    } else {
-      f.template_file = r.scalar(node["template_file"], "template_file");
-      auto text = util::read_file(f.template_file);
-      if (!text) {
-        throw Error(ExitCode::no_input, "{}:{}: {}: check the template_file path", r.file(),
-                    Reader::line(node["template_file"]), text.error());
-      }
-      auto t = parse_template(*text, true);
-      if (!t) {
-        throw Error(ExitCode::invalid_input, "{}: {} (template_file of {}:{})", f.template_file,
-                    t.error(), r.file(), Reader::line(node["template_file"]));
-      }
-      f.body = std::move(*t);
-    }
-  } else {
-    if (f.format == FileFormat::templated) {
-      r.fail(node["format"], "format 'template' needs 'template' or 'template_file'");
-    }
-    const std::string name = r.scalar(node["secret"], "secret");
-    if (m.find_secret(name) == nullptr) {
-      r.fail(node["secret"], fmt::format("secret '{}' is not declared under 'secrets'", name));
-    }
-    NamedRef ref{name, std::nullopt};
-    if (node["key"]) {
-      ref.key = r.scalar(node["key"], "key");
-    }
-    f.source = Ref{std::move(ref)};
-  }
-  if (node["profile"] && f.format != FileFormat::aws_credentials) {
-    r.fail(node["profile"], "'profile' goes with format aws-credentials");
-  }
-  if (node["section"] && f.format != FileFormat::ini) {
-    r.fail(node["section"], "'section' goes with format ini");
-  }
-  f.section = "default";
-  if (node["profile"]) {
-    f.section = r.scalar(node["profile"], "profile");
-  }
-  if (node["section"]) {
-    f.section = r.scalar(node["section"], "section");
-  }
-  for (char c : f.section) {
-    if (c == '[' || c == ']' || c == '\n' || c == '\r') {
-      r.fail(node, "profile/section must not contain '[', ']' or a newline");
-    }
-  }
+  parse_file_source(r, m, f, node);
+  f.section = parse_file_section(r, f, node);
   if (node["mode"]) {
     f.mode = parse_mode(r, node["mode"]);
   }
@@ -405,36 +383,43 @@ void check_named(const Reader& r, const Manifest& m, const YAML::Node& node, con
 
 } // namespace
 
+const util::NameTable<Engine>& engine_names() {
+  static const util::NameTable<Engine> table{{Engine::automatic, "auto"},
+                                             {Engine::kv2, "kv2"},
+                                             {Engine::kv1, "kv1"},
+                                             {Engine::generic, "generic"}};
+  return table;
+}
+
 std::string_view to_string(Engine engine) {
-  switch (engine) {
-  case Engine::automatic:
-    return "auto";
-  case Engine::kv2:
-    return "kv2";
-  case Engine::kv1:
-    return "kv1";
-  case Engine::generic:
-    return "generic";
-  }
-  return "auto";
+  return engine_names().name(engine);
+}
+
+const util::NameTable<FileFormat>& file_format_names() {
+  static const util::NameTable<FileFormat> table{{FileFormat::raw, "raw"},
+                                                 {FileFormat::json, "json"},
+                                                 {FileFormat::dotenv, "dotenv"},
+                                                 {FileFormat::ini, "ini"},
+                                                 {FileFormat::aws_credentials, "aws-credentials"},
+                                                 {FileFormat::templated, "template"}};
+  return table;
 }
 
 std::string_view to_string(FileFormat format) {
-  switch (format) {
-  case FileFormat::raw:
-    return "raw";
-  case FileFormat::json:
-    return "json";
-  case FileFormat::dotenv:
-    return "dotenv";
-  case FileFormat::ini:
-    return "ini";
-  case FileFormat::aws_credentials:
-    return "aws-credentials";
-  case FileFormat::templated:
-    return "template";
-  }
-  return "raw";
+  return file_format_names().name(format);
+}
+
+const util::NameTable<AuthMethod>& auth_method_names() {
+  static const util::NameTable<AuthMethod> table{{AuthMethod::automatic, "auto"},
+                                                 {AuthMethod::token, "token"},
+                                                 {AuthMethod::approle, "approle"},
+                                                 {AuthMethod::wrapped, "wrapped"},
+                                                 {AuthMethod::arvados, "arvados"}};
+  return table;
+}
+
+std::string_view to_string(AuthMethod method) {
+  return auth_method_names().name(method);
 }
 
 bool Manifest::wants_supervise() const {
@@ -464,8 +449,116 @@ bool is_env_name(std::string_view name) {
   return true;
 }
 
-Manifest parse_manifest(std::string_view content, const std::string& file) {
-  Reader r(file);
+namespace {
+
+void parse_auth(const Reader& r, Manifest& m, const YAML::Node& auth) {
+  r.expect_map(auth, "auth");
+  r.check_keys(auth, {"method", "role", "mount"}, "auth");
+  if (auth["method"]) {
+    m.auth.method =
+        parse_name(r, auth["method"], auth_method_names(), "auth.method", "auth method");
+  }
+  if (auth["role"]) {
+    m.auth.role = r.scalar(auth["role"], "auth.role");
+  }
+  if (auth["mount"]) {
+    m.auth.mount = r.scalar(auth["mount"], "auth.mount");
+    r.ok_or_fail(validate_path(m.auth.mount), auth["mount"], "auth.mount");
+  }
+}
+
+void parse_secrets(const Reader& r, Manifest& m, const YAML::Node& secrets) {
+  r.expect_map(secrets, "secrets");
+  for (const auto& kv : secrets) {
+    const auto name = kv.first.as<std::string>();
+    if (!is_secret_name(name)) {
+      r.fail(kv.first, fmt::format("secret name '{}' must match [A-Za-z_][A-Za-z0-9_-]*", name));
+    }
+    if (m.find_secret(name) != nullptr) {
+      r.fail(kv.first, fmt::format("secret '{}' is declared twice", name));
+    }
+    m.secrets.push_back(parse_secret(r, name, kv.second));
+  }
+}
+
+void parse_env(const Reader& r, Manifest& m, const YAML::Node& env) {
+  r.expect_map(env, "env");
+  std::set<std::string> seen;
+  for (const auto& kv : env) {
+    const auto name = kv.first.as<std::string>();
+    if (!is_env_name(name)) {
+      r.fail(kv.first, fmt::format("'{}' is not a valid environment variable name", name));
+    }
+    if (!seen.insert(name).second) {
+      r.fail(kv.first, fmt::format("environment variable '{}' is set twice", name));
+    }
+    EnvSpec e{name, r.tmpl(kv.second, fmt::format("env {}", name)), r.origin(kv.second)};
+    check_named(r, m, kv.second, e.value);
+    m.env.push_back(std::move(e));
+  }
+}
+
+void parse_files(const Reader& r, Manifest& m, const YAML::Node& files) {
+  if (!files.IsSequence()) {
+    r.fail(files, "files must be a list");
+  }
+  std::set<std::string> seen;
+  for (const auto& node : files) {
+    FileSpec f = parse_file(r, m, node);
+    if (!seen.insert(f.path).second) {
+      r.fail(node, fmt::format("file '{}' is listed twice", f.path));
+    }
+    if (f.format == FileFormat::templated && f.template_file.empty()) {
+      check_named(r, m, node["template"], f.body);
+    } else if (f.format == FileFormat::templated) {
+      check_named(r, m, node["template_file"], f.body);
+    }
+    m.files.push_back(std::move(f));
+  }
+}
+
+void parse_root(const Reader& r, Manifest& m, const YAML::Node& root) {
+  if (!root.IsMap()) {
+    throw Error(ExitCode::invalid_input, "{}:1: a manifest is a mapping with 'version: 1'",
+                r.file());
+  }
+  r.check_keys(root,
+               {"version", "auth", "secrets", "env", "files", "argv", "secrets_dir", "supervise"},
+               "the manifest");
+  if (!root["version"]) {
+    r.fail(root, "missing 'version: 1'");
+  }
+  if (r.scalar(root["version"], "version") != "1") {
+    r.fail(root["version"], "unsupported version: this crunch-secrets reads version 1");
+  }
+  if (const auto auth = root["auth"]) {
+    parse_auth(r, m, auth);
+  }
+  if (const auto secrets = root["secrets"]) {
+    parse_secrets(r, m, secrets);
+  }
+  if (const auto env = root["env"]) {
+    parse_env(r, m, env);
+  }
+  if (const auto files = root["files"]) {
+    parse_files(r, m, files);
+  }
+  if (root["argv"]) {
+    m.argv_templates = r.boolean(root["argv"], "argv");
+  }
+  if (root["secrets_dir"]) {
+    m.secrets_dir = r.scalar(root["secrets_dir"], "secrets_dir");
+  }
+  if (root["supervise"]) {
+    m.supervise = parse_supervise(r, root["supervise"]);
+  }
+}
+
+} // namespace
+
+Manifest parse_manifest(std::string_view content, const std::string& file,
+                        const TemplateReader& read_template) {
+  Reader r(file, read_template);
   YAML::Node root;
   try {
     root = YAML::Load(std::string(content));
@@ -475,111 +568,24 @@ Manifest parse_manifest(std::string_view content, const std::string& file) {
   Manifest m;
   m.file = file;
   try {
-    if (!root.IsMap()) {
-      throw Error(ExitCode::invalid_input, "{}:1: a manifest is a mapping with 'version: 1'", file);
-    }
-    r.check_keys(root,
-                 {"version", "auth", "secrets", "env", "files", "argv", "secrets_dir", "supervise"},
-                 "the manifest");
-    if (!root["version"]) {
-      r.fail(root, "missing 'version: 1'");
-    }
-    if (r.scalar(root["version"], "version") != "1") {
-      r.fail(root["version"], "unsupported version: this crunch-secrets reads version 1");
-    }
-    if (const auto auth = root["auth"]) {
-      r.expect_map(auth, "auth");
-      r.check_keys(auth, {"method", "role", "mount"}, "auth");
-      if (auth["method"]) {
-        m.auth.method = r.scalar(auth["method"], "auth.method");
-        static const std::set<std::string> methods{"auto", "token", "approle", "wrapped",
-                                                   "arvados"};
-        if (methods.count(m.auth.method) == 0) {
-          r.fail(auth["method"], fmt::format("auth method '{}' is not one of auto, token, "
-                                             "approle, wrapped, arvados",
-                                             m.auth.method));
-        }
-      }
-      if (auth["role"]) {
-        m.auth.role = r.scalar(auth["role"], "auth.role");
-      }
-      if (auth["mount"]) {
-        m.auth.mount = r.scalar(auth["mount"], "auth.mount");
-        if (auto s = validate_path(m.auth.mount); !s) {
-          r.fail(auth["mount"], fmt::format("auth.mount: {}", s.error()));
-        }
-      }
-    }
-    if (const auto secrets = root["secrets"]) {
-      r.expect_map(secrets, "secrets");
-      for (const auto& kv : secrets) {
-        const auto name = kv.first.as<std::string>();
-        if (!is_secret_name(name)) {
-          r.fail(kv.first,
-                 fmt::format("secret name '{}' must match [A-Za-z_][A-Za-z0-9_-]*", name));
-        }
-        if (m.find_secret(name) != nullptr) {
-          r.fail(kv.first, fmt::format("secret '{}' is declared twice", name));
-        }
-        m.secrets.push_back(parse_secret(r, name, kv.second));
-      }
-    }
-    if (const auto env = root["env"]) {
-      r.expect_map(env, "env");
-      std::set<std::string> seen;
-      for (const auto& kv : env) {
-        const auto name = kv.first.as<std::string>();
-        if (!is_env_name(name)) {
-          r.fail(kv.first, fmt::format("'{}' is not a valid environment variable name", name));
-        }
-        if (!seen.insert(name).second) {
-          r.fail(kv.first, fmt::format("environment variable '{}' is set twice", name));
-        }
-        EnvSpec e{name, r.tmpl(kv.second, fmt::format("env {}", name)), r.origin(kv.second)};
-        check_named(r, m, kv.second, e.value);
-        m.env.push_back(std::move(e));
-      }
-    }
-    if (const auto files = root["files"]) {
-      if (!files.IsSequence()) {
-        r.fail(files, "files must be a list");
-      }
-      std::set<std::string> seen;
-      for (const auto& node : files) {
-        FileSpec f = parse_file(r, m, node);
-        if (!seen.insert(f.path).second) {
-          r.fail(node, fmt::format("file '{}' is listed twice", f.path));
-        }
-        if (f.format == FileFormat::templated && f.template_file.empty()) {
-          check_named(r, m, node["template"], f.body);
-        } else if (f.format == FileFormat::templated) {
-          check_named(r, m, node["template_file"], f.body);
-        }
-        m.files.push_back(std::move(f));
-      }
-    }
-    if (root["argv"]) {
-      m.argv_templates = r.boolean(root["argv"], "argv");
-    }
-    if (root["secrets_dir"]) {
-      m.secrets_dir = r.scalar(root["secrets_dir"], "secrets_dir");
-    }
-    if (root["supervise"]) {
-      m.supervise = parse_supervise(r, root["supervise"]);
-    }
+    parse_root(r, m, root);
   } catch (const YAML::Exception& e) {
     throw Error(ExitCode::invalid_input, "{}:{}: {}", file, e.mark.line + 1, e.msg);
   }
   return m;
 }
 
+Manifest parse_manifest(std::string_view content, const std::string& file) {
+  return parse_manifest(content, file, [](const std::string&) -> util::Result<std::string> {
+    return util::err("template_file is not read when parsing a manifest from memory");
+  });
+}
+
 Manifest load_manifest(const std::string& path) {
-  auto text = util::read_file(path);
-  if (!text) {
-    throw Error(ExitCode::no_input, "{}: check the --manifest path or $CRUNCH_SECRETS_MANIFEST",
-                text.error());
-  }
-  return parse_manifest(*text, path);
+  const std::string text =
+      value_or_throw(util::read_file(path), ExitCode::no_input,
+                     "{}: check the --manifest path or $CRUNCH_SECRETS_MANIFEST");
+  return parse_manifest(text, path, util::read_file);
 }
 
 } // namespace cs::core

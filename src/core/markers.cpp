@@ -1,6 +1,7 @@
 #include "crunchsecrets/core/markers.hpp"
 
 #include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/util/fs.hpp"
 
 #include <sys/stat.h>
 
@@ -69,7 +70,8 @@ std::unique_ptr<Manifest> load_manifest_source(const ManifestSource& source) {
   case ManifestSource::Kind::file:
     return std::make_unique<Manifest>(load_manifest(source.name));
   case ManifestSource::Kind::inline_text:
-    return std::make_unique<Manifest>(parse_manifest(source.text, source.name));
+    // A template_file of an inline manifest is read from the file system, as for a file.
+    return std::make_unique<Manifest>(parse_manifest(source.text, source.name, util::read_file));
   }
   return nullptr;
 }

@@ -73,8 +73,7 @@ void add_template_fetches(Plan& plan, const Template& t, const std::string& user
                 fmt::format("{} ({})", describe(*seg.ref), user), describe(*seg.ref));
     } else {
       const auto& n = std::get<NamedRef>(*seg.ref);
-      const SecretSpec* spec =
-          plan.manifest != nullptr ? plan.manifest->find_secret(n.name) : nullptr;
+      const SecretSpec* spec = plan.manifest ? plan.manifest->find_secret(n.name) : nullptr;
       if (spec == nullptr) {
         throw Error(ExitCode::invalid_input,
                     "{}: '${{secret:{}}}' names no secret declared in the manifest", user, n.name);
@@ -133,18 +132,52 @@ std::size_t Plan::fetch_for(const Ref& ref) const {
     return k_no_fetch;
   }
   const auto& n = std::get<NamedRef>(ref);
-  const SecretSpec* spec = manifest != nullptr ? manifest->find_secret(n.name) : nullptr;
+  const SecretSpec* spec = manifest ? manifest->find_secret(n.name) : nullptr;
   if (spec == nullptr) {
     throw Error(ExitCode::internal, "internal error: secret {} not declared", n.name);
   }
   return fetch_index(spec->path, spec->version);
 }
 
+namespace {
+
+// The template of an inherited environment variable's value: a whole-value `vault:` or
+// `arvados:` reference, or a value with inline references or escapes; nullopt for a value
+// with neither, which is passed on untouched.
+std::optional<Template> environment_template(std::string_view value, const std::string& user,
+                                             NamedRefs named) {
+  auto whole = value_or_throw(parse_whole_value(value), ExitCode::invalid_input,
+                              "{}: invalid reference: {}", user);
+  auto arv = value_or_throw(parse_arvados_whole_value(value), ExitCode::invalid_input,
+                            "{}: invalid reference: {}", user);
+  Template t;
+  if (whole) {
+    t.segments.push_back(Segment{{}, Ref{std::move(*whole)}});
+    return t;
+  }
+  if (arv) {
+    t.segments.push_back(Segment{{}, Ref{std::move(*arv)}});
+    return t;
+  }
+  auto parsed = value_or_throw(parse_template(value, named), ExitCode::invalid_input,
+                               "{}: invalid reference at {}", user);
+  // Only values with references (or escaped ones) are rewritten.
+  const bool escaped = value.find("$${vault:") != std::string_view::npos ||
+                       value.find("$${secret:") != std::string_view::npos ||
+                       value.find("$${arvados:") != std::string_view::npos;
+  if (!parsed.has_refs() && !escaped) {
+    return std::nullopt;
+  }
+  return parsed;
+}
+
+} // namespace
+
 Plan build_plan(const PlanInput& input) {
   Plan plan;
   plan.manifest = input.manifest;
   plan.argv_templates = input.argv_templates || (input.manifest && input.manifest->argv_templates);
-  const bool named = input.manifest != nullptr;
+  const NamedRefs named = input.manifest != nullptr ? NamedRefs::allowed : NamedRefs::refused;
 
   // Manifest secrets are fetched only when something uses them: no wasted requests.
   if (input.env_refs) {
@@ -156,35 +189,12 @@ Plan build_plan(const PlanInput& input) {
       const std::string name = entry.substr(0, eq);
       const std::string_view value = std::string_view(entry).substr(eq + 1);
       const std::string user = fmt::format("environment variable {}", name);
-      auto whole = parse_whole_value(value);
-      if (!whole) {
-        throw Error(ExitCode::invalid_input, "{}: invalid reference: {}", user, whole.error());
+      std::optional<Template> t = environment_template(value, user, named);
+      if (!t) {
+        continue;
       }
-      auto arv = parse_arvados_whole_value(value);
-      if (!arv) {
-        throw Error(ExitCode::invalid_input, "{}: invalid reference: {}", user, arv.error());
-      }
-      Template t;
-      if (*whole) {
-        t.segments.push_back(Segment{{}, Ref{std::move(**whole)}});
-      } else if (*arv) {
-        t.segments.push_back(Segment{{}, Ref{std::move(**arv)}});
-      } else {
-        auto parsed = parse_template(value, named);
-        if (!parsed) {
-          throw Error(ExitCode::invalid_input, "{}: invalid reference at {}", user, parsed.error());
-        }
-        // Only values with references (or escaped ones) are rewritten.
-        bool escaped = value.find("$${vault:") != std::string_view::npos ||
-                       value.find("$${secret:") != std::string_view::npos ||
-                       value.find("$${arvados:") != std::string_view::npos;
-        if (!parsed->has_refs() && !escaped) {
-          continue;
-        }
-        t = std::move(*parsed);
-      }
-      add_template_fetches(plan, t, user);
-      plan.env.push_back(EnvAssignment{name, std::move(t), "environment"});
+      add_template_fetches(plan, *t, user);
+      plan.env.push_back(EnvAssignment{name, std::move(*t), "environment"});
     }
   }
 
@@ -222,12 +232,10 @@ Plan build_plan(const PlanInput& input) {
       plan.argv.push_back(std::move(t));
       continue;
     }
-    auto parsed = parse_template(arg, named);
-    if (!parsed) {
-      throw Error(ExitCode::invalid_input, "{}: invalid reference at {}", user, parsed.error());
-    }
-    add_template_fetches(plan, *parsed, user);
-    plan.argv.push_back(std::move(*parsed));
+    auto parsed = value_or_throw(parse_template(arg, named), ExitCode::invalid_input,
+                                 "{}: invalid reference at {}", user);
+    add_template_fetches(plan, parsed, user);
+    plan.argv.push_back(std::move(parsed));
   }
   return plan;
 }

@@ -436,15 +436,15 @@ PreparedRecord plan_container(const ContainerRecord& record) {
   if (source.kind == ManifestSource::Kind::inline_text) {
     refuse_template_files(source.text, source.name);
   }
-  out.manifest = load_manifest_source(source);
+  std::shared_ptr<const Manifest> manifest = load_manifest_source(source);
 
   PlanInput in;
-  in.manifest = out.manifest.get();
+  in.manifest = manifest;
   for (const auto& [k, v] : record.environment) {
     in.environ.push_back(k + "=" + v);
   }
   in.environ = without_manifest_marker(std::move(in.environ));
-  in.argv_templates = (out.manifest && out.manifest->argv_templates) || argv_marker(env);
+  in.argv_templates = (manifest && manifest->argv_templates) || argv_marker(env);
   in.argv = record.command;
   if (!in.argv_templates) {
     for (std::size_t i = 0; i < record.command.size(); ++i) {
@@ -457,11 +457,11 @@ PreparedRecord plan_container(const ContainerRecord& record) {
       }
     }
   }
-  out.plan = build_plan(in);
+  out.plan = std::make_shared<const Plan>(build_plan(in));
 
   out.container_secrets_dir = k_default_container_secrets_dir;
-  if (out.manifest && !out.manifest->secrets_dir.empty()) {
-    out.container_secrets_dir = out.manifest->secrets_dir;
+  if (manifest && !manifest->secrets_dir.empty()) {
+    out.container_secrets_dir = manifest->secrets_dir;
   } else if (auto d = record.env("CRUNCH_SECRETS_DIR"); d && !d->empty()) {
     out.container_secrets_dir = *d;
   }
@@ -505,7 +505,7 @@ int prepare_command(const PrepareOptions& o) {
   const std::string origin = o.container == "-" ? "container record on stdin" : o.container;
   const ContainerRecord record = parse_container_record(read_container_input(o.container), origin);
   PreparedRecord pr = plan_container(record);
-  const Plan& plan = pr.plan;
+  const Plan& plan = *pr.plan;
 
   // DIR must be fresh: cleanup removes DIR when it is empty, and must not remove or reveal
   // anything that was there before.
@@ -586,11 +586,11 @@ int prepare_command(const PrepareOptions& o) {
     undo.config = config;
     vault::CurlTransport transport(config);
     vault::Client client(config, transport, deadline);
-    const AuthOptions auth = merge_auth(AuthOptions{}, plan.manifest, auth_env);
-    const std::string method = choose_method(auth, auth_env);
+    const AuthOptions auth = merge_auth(AuthOptions{}, plan.manifest.get(), auth_env);
+    const AuthMethod method = choose_method(auth, auth_env);
     login(client, auth, auth_env);
     undo.token = client.token();
-    undo.revoke_token = method != "token";
+    undo.revoke_token = method != AuthMethod::token;
     std::vector<vault::ReadSpec> reads;
     for (const auto& f : plan.fetches) {
       reads.push_back(f.read);
@@ -603,7 +603,7 @@ int prepare_command(const PrepareOptions& o) {
     }
   });
   std::optional<Resolver> resolver;
-  resolver.emplace(plan, std::move(fetched), std::move(credentials));
+  resolver.emplace(pr.plan, std::move(fetched), std::move(credentials));
   resolver->check_engines();
 
   // Render everything in memory first.

@@ -38,6 +38,8 @@ util::Status validate_key(std::string_view key) {
   return {};
 }
 
+} // namespace
+
 Result<std::uint64_t> parse_version(std::string_view text) {
   if (text.empty() || text.size() > 10) {
     return err("version must be 1 to 10 digits");
@@ -55,16 +57,28 @@ Result<std::uint64_t> parse_version(std::string_view text) {
   return v;
 }
 
-Result<NamedRef> parse_named_ref(std::string_view text) {
-  const std::size_t hash = text.find('#');
-  const std::string_view name = text.substr(0, hash);
+bool is_secret_name(std::string_view name) {
   if (name.empty() || !is_name_start(name.front())) {
-    return err("secret name must start with a letter or '_'");
+    return false;
   }
   for (char c : name) {
     if (!is_name_char(c)) {
-      return err(fmt::format("secret name '{}' may hold only letters, digits, '_' and '-'", name));
+      return false;
     }
+  }
+  return true;
+}
+
+namespace {
+
+Result<NamedRef> parse_named_ref(std::string_view text) {
+  const std::size_t hash = text.find('#');
+  const std::string_view name = text.substr(0, hash);
+  if (!is_secret_name(name)) {
+    if (name.empty() || !is_name_start(name.front())) {
+      return err("secret name must start with a letter or '_'");
+    }
+    return err(fmt::format("secret name '{}' may hold only letters, digits, '_' and '-'", name));
   }
   NamedRef ref{std::string(name), std::nullopt};
   if (hash != std::string_view::npos) {
@@ -182,7 +196,7 @@ Result<std::optional<ArvadosRef>> parse_arvados_whole_value(std::string_view tex
   return std::optional<ArvadosRef>{std::move(*r)};
 }
 
-Result<Template> parse_template(std::string_view text, bool allow_named) {
+Result<Template> parse_template(std::string_view text, NamedRefs named) {
   Template out;
   std::string literal;
   std::size_t i = 0;
@@ -227,7 +241,7 @@ Result<Template> parse_template(std::string_view text, bool allow_named) {
         flush();
         out.segments.push_back(Segment{{}, Ref{std::move(*r)}});
       } else {
-        if (!allow_named) {
+        if (named == NamedRefs::refused) {
           return err(fmt::format("column {}: '${{secret:...}}' needs a manifest that names the "
                                  "secret; use '${{vault:<path>#<key>}}' here",
                                  column));
@@ -250,7 +264,7 @@ Result<Template> parse_template(std::string_view text, bool allow_named) {
 }
 
 bool looks_like_reference(std::string_view text) {
-  auto t = parse_template(text, true);
+  auto t = parse_template(text, NamedRefs::allowed);
   return !t || t->has_refs();
 }
 

@@ -145,9 +145,9 @@ Secret render_aws_credentials(const SecretJson& object, const std::string& profi
   return out;
 }
 
-Resolver::Resolver(const Plan& plan, std::vector<vault::Fetched> fetched,
+Resolver::Resolver(std::shared_ptr<const Plan> plan, std::vector<vault::Fetched> fetched,
                    CredentialValues credentials)
-    : m_plan(plan), m_fetched(std::move(fetched)) {
+    : m_plan(std::move(plan)), m_fetched(std::move(fetched)) {
   for (auto& [text, c] : credentials) {
     Credential cred{text, c.info.credential_class, SecretJson::object()};
     cred.fields["external_id"] = c.external_id.reveal_string();
@@ -172,8 +172,8 @@ const Resolver::Credential& Resolver::credential(const std::string& text) const 
 }
 
 void Resolver::check_engines() const {
-  for (std::size_t i = 0; i < m_plan.fetches.size(); ++i) {
-    const Fetch& f = m_plan.fetches[i];
+  for (std::size_t i = 0; i < m_plan->fetches.size(); ++i) {
+    const Fetch& f = m_plan->fetches[i];
     const vault::Fetched& got = m_fetched.at(i);
     if (f.engine == Engine::kv2 && !got.kv2) {
       throw Error(ExitCode::protocol,
@@ -185,14 +185,14 @@ void Resolver::check_engines() const {
 }
 
 const SecretJson& Resolver::node(const Ref& ref, const std::string& where) const {
-  if (const std::string* cred = m_plan.credential_for(ref)) {
+  if (const std::string* cred = m_plan->credential_for(ref)) {
     const Credential& c = credential(*cred);
     std::optional<std::string> key;
     if (const auto* a = std::get_if<ArvadosRef>(&ref)) {
       key = a->field == arvados::Field::secret ? "secret" : "external_id";
     } else {
       const auto& n = std::get<NamedRef>(ref);
-      key = n.key ? n.key : m_plan.manifest->find_secret(n.name)->key;
+      key = n.key ? n.key : m_plan->manifest->find_secret(n.name)->key;
     }
     if (!key) {
       return c.fields;
@@ -206,14 +206,14 @@ const SecretJson& Resolver::node(const Ref& ref, const std::string& where) const
     }
     return *it;
   }
-  const std::size_t index = m_plan.fetch_for(ref);
+  const std::size_t index = m_plan->fetch_for(ref);
   const SecretJson& data = m_fetched.at(index).data;
   std::optional<std::string> key;
   if (const auto* v = std::get_if<VaultRef>(&ref)) {
     key = v->key;
   } else {
     const auto& n = std::get<NamedRef>(ref);
-    key = n.key ? n.key : m_plan.manifest->find_secret(n.name)->key;
+    key = n.key ? n.key : m_plan->manifest->find_secret(n.name)->key;
   }
   if (!key) {
     return data;
@@ -227,7 +227,7 @@ const SecretJson& Resolver::node(const Ref& ref, const std::string& where) const
                                                  : fmt::format("{} keys", data.size());
     throw Error(ExitCode::not_found,
                 "{} ({}): no key '{}' in {} (it has {}): check the key with the secret's owner",
-                describe(ref), where, *key, m_plan.fetches[index].read.path, count);
+                describe(ref), where, *key, m_plan->fetches[index].read.path, count);
   }
   return *it;
 }
@@ -253,7 +253,7 @@ Secret Resolver::render_file(const FileSpec& file) const {
   if (file.format == FileFormat::templated) {
     return render(file.body, where);
   }
-  if (const std::string* cred = m_plan.credential_for(*file.source);
+  if (const std::string* cred = m_plan->credential_for(*file.source);
       cred != nullptr && file.format == FileFormat::aws_credentials) {
     // An Arvados AWS credential: external_id is the access key id, secret the secret key.
     const Credential& c = credential(*cred);

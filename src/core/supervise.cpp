@@ -1,5 +1,6 @@
 #include "crunchsecrets/core/supervise.hpp"
 
+#include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/util/log.hpp"
 
 #include <algorithm>
@@ -100,18 +101,19 @@ std::string kv2_metadata_path(const std::string& data_path) {
   return data_path.substr(0, pos) + "/metadata/" + data_path.substr(pos + 6);
 }
 
-Session::Session(const Plan& plan, std::vector<vault::Fetched> fetched, VaultOps& vault,
-                 ChildEffects& child, SuperviseSettings settings, Clock::time_point now)
-    : m_plan(plan), m_fetched(std::move(fetched)), m_vault(vault), m_child(child),
+Session::Session(std::shared_ptr<const Plan> plan, std::vector<vault::Fetched> fetched,
+                 VaultOps& vault, ChildEffects& child, SuperviseSettings settings,
+                 Clock::time_point now)
+    : m_plan(std::move(plan)), m_fetched(std::move(fetched)), m_vault(vault), m_child(child),
       m_settings(std::move(settings)) {
   for (std::size_t i = 0; i < m_fetched.size(); ++i) {
     add_lease(i, m_fetched[i], now);
     const auto& f = m_fetched[i];
     const Millis refresh = policy_of(i).refresh;
-    if (refresh > Millis{0} && f.kv2 && !m_plan.fetches[i].read.version) {
+    if (refresh > Millis{0} && f.kv2 && !m_plan->fetches[i].read.version) {
       Poll p;
       p.fetch = i;
-      p.metadata_path = kv2_metadata_path(m_plan.fetches[i].read.path);
+      p.metadata_path = kv2_metadata_path(m_plan->fetches[i].read.path);
       p.version = f.version.value_or(0);
       p.next = now + refresh;
       if (!p.metadata_path.empty()) {
@@ -149,15 +151,15 @@ SecretPolicy Session::policy_of(std::size_t fetch) const {
 }
 
 std::string Session::name_of(std::size_t fetch) const {
-  if (m_plan.manifest != nullptr) {
-    for (const auto& s : m_plan.manifest->secrets) {
-      if (s.path == m_plan.fetches[fetch].read.path &&
-          s.version == m_plan.fetches[fetch].read.version) {
+  if (m_plan->manifest) {
+    for (const auto& s : m_plan->manifest->secrets) {
+      if (s.path == m_plan->fetches[fetch].read.path &&
+          s.version == m_plan->fetches[fetch].read.version) {
         return s.name;
       }
     }
   }
-  return m_plan.fetches[fetch].read.path;
+  return m_plan->fetches[fetch].read.path;
 }
 
 void Session::redact_values(std::size_t fetch) {
@@ -296,7 +298,7 @@ void Session::renew(Lease& lease, Clock::time_point now) {
 }
 
 void Session::refetch(std::size_t fetch, Clock::time_point now) {
-  vault::ReadSpec spec = m_plan.fetches[fetch].read;
+  vault::ReadSpec spec = m_plan->fetches[fetch].read;
   try {
     vault::Fetched f = m_vault.read(spec);
     changed(fetch, std::move(f), now);
@@ -322,7 +324,7 @@ void Session::poll(Poll& p, Clock::time_point now) {
       util::log::debug("supervise: {} unchanged (version {})", name_of(p.fetch), version);
       return;
     }
-    vault::Fetched f = m_vault.read(m_plan.fetches[p.fetch].read);
+    vault::Fetched f = m_vault.read(m_plan->fetches[p.fetch].read);
     p.version = f.version.value_or(version);
     util::log::debug("supervise: {} changed to version {}", name_of(p.fetch), p.version);
     changed(p.fetch, std::move(f), now);
@@ -396,20 +398,20 @@ void Session::changed(std::size_t fetch, vault::Fetched data, Clock::time_point 
 
   // Which sinks use this fetch.
   std::vector<std::size_t> files;
-  for (std::size_t i = 0; i < m_plan.files.size(); ++i) {
-    const FileSpec& f = m_plan.files[i];
-    bool uses = f.source && m_plan.fetch_for(*f.source) == fetch;
+  for (std::size_t i = 0; i < m_plan->files.size(); ++i) {
+    const FileSpec& f = m_plan->files[i];
+    bool uses = f.source && m_plan->fetch_for(*f.source) == fetch;
     for (const auto& seg : f.body.segments) {
-      uses = uses || (seg.ref && m_plan.fetch_for(*seg.ref) == fetch);
+      uses = uses || (seg.ref && m_plan->fetch_for(*seg.ref) == fetch);
     }
     if (uses) {
       files.push_back(i);
     }
   }
   std::vector<std::string> env_users;
-  for (const auto& e : m_plan.env) {
+  for (const auto& e : m_plan->env) {
     for (const auto& seg : e.value.segments) {
-      if (seg.ref && m_plan.fetch_for(*seg.ref) == fetch) {
+      if (seg.ref && m_plan->fetch_for(*seg.ref) == fetch) {
         env_users.push_back(e.name);
         break;
       }

@@ -157,10 +157,9 @@ private:
 
 // The settings of this run: the manifest's `supervise:` block and per-secret fields, and the
 // command line.
-SuperviseSettings settings_for(const Plan& plan, const SuperviseContext& ctx,
-                               const std::string& method) {
+SuperviseSettings settings_for(const Plan& plan, const SuperviseContext& ctx, AuthMethod method) {
   SuperviseSettings s;
-  const Manifest* m = plan.manifest;
+  const Manifest* m = plan.manifest.get();
   if (m != nullptr) {
     if (m->supervise.stop_signal != 0) {
       s.stop_signal = m->supervise.stop_signal;
@@ -173,7 +172,7 @@ SuperviseSettings settings_for(const Plan& plan, const SuperviseContext& ctx,
     }
   }
   // Only a token crunch-secrets obtained itself is revoked; one the user passed in is theirs.
-  s.revoke_token = !ctx.options.keep_token && method != "token";
+  s.revoke_token = !ctx.options.keep_token && method != AuthMethod::token;
   for (const auto& f : plan.fetches) {
     SecretPolicy p{s.on_change, s.change_signal, s.refresh};
     const SecretSpec* spec = nullptr;
@@ -227,15 +226,16 @@ std::vector<vault::ReadSpec> reads_of(const Plan& plan) {
 
 bool wants_supervise(const SuperviseOptions& options, const Plan& plan) {
   return options.supervise || options.redact || options.signal_group ||
-         (plan.manifest != nullptr && plan.manifest->wants_supervise());
+         (plan.manifest && plan.manifest->wants_supervise());
 }
 
-int run_supervised(const Plan& plan, const SuperviseContext& ctx) {
+int run_supervised(const std::shared_ptr<const Plan>& shared_plan, const SuperviseContext& ctx) {
+  const Plan& plan = *shared_plan;
   const auto start = vault::Clock::now();
   std::optional<vault::CurlTransport> transport;
   std::optional<vault::Client> client;
   std::vector<vault::Fetched> fetched;
-  std::string method = "token";
+  AuthMethod method = AuthMethod::token;
   if (!plan.fetches.empty()) {
     transport.emplace(ctx.config);
     client.emplace(ctx.config, *transport, start + ctx.wait);
@@ -269,11 +269,11 @@ int run_supervised(const Plan& plan, const SuperviseContext& ctx) {
   if (!client) {
     settings.revoke_token = false;
   }
-  Session session(plan, fetched, *vault_ops, effects, settings, Clock::now());
+  Session session(shared_plan, fetched, *vault_ops, effects, settings, Clock::now());
   std::optional<FileDelivery> files;
   try {
     session.begin(Clock::now());
-    const Resolver resolver(plan, session.fetched());
+    const Resolver resolver(shared_plan, session.fetched());
     resolver.check_engines();
     // Render everything before writing anything (build_child_* throw on a missing key).
     build_child_argv(plan, &resolver);
@@ -330,18 +330,14 @@ void FileDelivery::rewrite(const Plan& plan, const std::vector<std::size_t>& ind
     if (i >= m_files.size()) {
       continue;
     }
-    auto file = util::AtomicFile::create(m_parent_fds[i].get(), m_files[i]->name(), f.mode);
-    if (!file) {
-      throw Error(ExitCode::cannot_create, "file {} ({}): {}", f.path, f.origin, file.error());
-    }
-    auto owned = std::make_unique<util::AtomicFile>(std::move(*file));
-    if (auto s = owned->write_all(contents[k].reveal()); !s) {
-      throw Error(ExitCode::cannot_create, "file {} ({}): {}", f.path, f.origin, s.error());
-    }
+    // The new file goes into the directory of the one it replaces.
+    auto owned = std::make_unique<util::AtomicFile>(
+        value_or_throw(util::AtomicFile::create(m_files[i]->dir_fd(), m_files[i]->name(), f.mode),
+                       ExitCode::cannot_create, "file {} ({}): {}", f.path, f.origin));
+    ok_or_throw(owned->write_all(contents[k].reveal()), ExitCode::cannot_create, "file {} ({}): {}",
+                f.path, f.origin);
     contents[k].clear();
-    if (auto s = owned->commit(); !s) {
-      throw Error(ExitCode::cannot_create, "file {} ({}): {}", f.path, f.origin, s.error());
-    }
+    ok_or_throw(owned->commit(), ExitCode::cannot_create, "file {} ({}): {}", f.path, f.origin);
     m_files[i] = std::move(owned);
   }
 }

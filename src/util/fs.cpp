@@ -149,31 +149,36 @@ Result<Fd> open_parent_dir(int root, const std::vector<std::string>& segments,
   return current;
 }
 
-AtomicFile::AtomicFile(int dirfd, Fd fd, std::string name, std::string tmp_name, unsigned mode)
-    : m_dirfd(dirfd), m_fd(std::move(fd)), m_name(std::move(name)), m_tmp_name(std::move(tmp_name)),
-      m_mode(mode) {}
+AtomicFile::AtomicFile(Fd dirfd, Fd fd, std::string name, std::string tmp_name, unsigned mode)
+    : m_dirfd(std::move(dirfd)), m_fd(std::move(fd)), m_name(std::move(name)),
+      m_tmp_name(std::move(tmp_name)), m_mode(mode) {}
 
 AtomicFile::AtomicFile(AtomicFile&& other) noexcept
-    : m_dirfd(other.m_dirfd), m_fd(std::move(other.m_fd)), m_name(std::move(other.m_name)),
-      m_tmp_name(std::move(other.m_tmp_name)), m_mode(other.m_mode),
-      m_committed(other.m_committed) {
+    : m_dirfd(std::move(other.m_dirfd)), m_fd(std::move(other.m_fd)),
+      m_name(std::move(other.m_name)), m_tmp_name(std::move(other.m_tmp_name)),
+      m_mode(other.m_mode), m_committed(other.m_committed) {
   other.m_tmp_name.clear();
   other.m_committed = false;
   other.m_name.clear();
 }
 
 Result<AtomicFile> AtomicFile::create(int dirfd, std::string name, unsigned mode) {
+  Fd own_dir(::fcntl(dirfd, F_DUPFD_CLOEXEC, 0));
+  if (!own_dir.valid()) {
+    return err(fmt::format("cannot create {}: dup failed: {}", name, errno_text(errno)));
+  }
   std::string tmp = fmt::format(".{}.tmp-{}", name, random_suffix());
-  Fd fd(::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  Fd fd(::openat(own_dir.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                 0600));
   if (!fd.valid()) {
     return err(fmt::format("cannot create {}: {}", name, errno_text(errno)));
   }
-  return AtomicFile(dirfd, std::move(fd), std::move(name), std::move(tmp), mode);
+  return AtomicFile(std::move(own_dir), std::move(fd), std::move(name), std::move(tmp), mode);
 }
 
 AtomicFile::~AtomicFile() {
   if (!m_committed && !m_tmp_name.empty()) {
-    ::unlinkat(m_dirfd, m_tmp_name.c_str(), 0);
+    ::unlinkat(m_dirfd.get(), m_tmp_name.c_str(), 0);
   }
 }
 
@@ -202,7 +207,7 @@ Status AtomicFile::write_all(std::string_view data) {
 
 Status AtomicFile::commit() {
   struct stat st {};
-  if (::fstatat(m_dirfd, m_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+  if (::fstatat(m_dirfd.get(), m_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
     if (S_ISLNK(st.st_mode)) {
       return err(fmt::format("{} is a symlink; refusing to replace it", m_name));
     }
@@ -210,7 +215,7 @@ Status AtomicFile::commit() {
       return err(fmt::format("{} is a directory", m_name));
     }
   }
-  if (::renameat(m_dirfd, m_tmp_name.c_str(), m_dirfd, m_name.c_str()) != 0) {
+  if (::renameat(m_dirfd.get(), m_tmp_name.c_str(), m_dirfd.get(), m_name.c_str()) != 0) {
     return err(fmt::format("cannot rename into place {}: {}", m_name, errno_text(errno)));
   }
   m_committed = true;
@@ -220,7 +225,7 @@ Status AtomicFile::commit() {
 
 void AtomicFile::remove_committed() noexcept {
   if (m_committed) {
-    ::unlinkat(m_dirfd, m_name.c_str(), 0);
+    ::unlinkat(m_dirfd.get(), m_name.c_str(), 0);
     m_committed = false;
     m_tmp_name.clear();
   }

@@ -1,6 +1,6 @@
 #include "crunchsecrets/vault/client.hpp"
 
-#include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/util/error.hpp"
 #include "crunchsecrets/util/log.hpp"
 
 #include <algorithm>
@@ -8,8 +8,8 @@
 
 namespace cs::vault {
 
-using core::Error;
-using core::ExitCode;
+using util::Error;
+using util::ExitCode;
 using util::Secret;
 using util::SecretJson;
 
@@ -120,6 +120,40 @@ bool is_kv2_path_without_data(const SecretJson& j) {
 
 // How many references a grouped error line names before "and N more".
 constexpr std::size_t k_listed_references = 3;
+
+// The metadata of a KV v2 read answer (`data.metadata` beside `data.data`), or null.
+const SecretJson* kv2_metadata(const SecretJson& j) {
+  if (j.is_object() && j.contains("data") && j["data"].is_object() &&
+      j["data"].contains("metadata") && j["data"]["metadata"].is_object() &&
+      j["data"].contains("data")) {
+    return &j["data"]["metadata"];
+  }
+  return nullptr;
+}
+
+// Throws the specific error for a 404 that KV v2 explains (a deleted or destroyed version, a
+// path without data/); returns for a plain 404.
+void explain_not_found(const ReadSpec& spec, const SecretJson& j) {
+  const std::string& what = spec.describe;
+  if (const SecretJson* meta = kv2_metadata(j)) {
+    const bool destroyed = meta->contains("destroyed") && (*meta)["destroyed"].is_boolean() &&
+                           (*meta)["destroyed"].get<bool>();
+    throw Error(ExitCode::not_found,
+                "{}: this version was {} (KV v2 answered 404 with its metadata): pin another "
+                "version or undelete it",
+                what, destroyed ? "destroyed" : "deleted");
+  }
+  if (is_kv2_path_without_data(j)) {
+    // KV v2 says so in a warning; the mount is guessed as the first segment, as it usually is.
+    const std::size_t slash = spec.path.find('/');
+    const std::string mount = spec.path.substr(0, slash);
+    const std::string rest = slash == std::string::npos ? "" : spec.path.substr(slash + 1);
+    throw Error(ExitCode::not_found,
+                "{}: not found (HTTP 404): {}/ is a KV v2 mount, whose secrets are read at "
+                "<mount>/data/<path>: did you mean {}/data/{}?",
+                what, mount, mount, rest);
+  }
+}
 
 } // namespace
 
@@ -646,33 +680,8 @@ Fetched Client::parse_read(const ReadSpec& spec, const Response& r) const {
     SecretJson& j;
     ~Wiper() { util::wipe_json(j); }
   } wiper{j};
-  auto kv2_metadata = [&]() -> const SecretJson* {
-    if (j.is_object() && j.contains("data") && j["data"].is_object() &&
-        j["data"].contains("metadata") && j["data"]["metadata"].is_object() &&
-        j["data"].contains("data")) {
-      return &j["data"]["metadata"];
-    }
-    return nullptr;
-  };
   if (r.status == 404) {
-    if (const SecretJson* meta = kv2_metadata()) {
-      const bool destroyed = meta->contains("destroyed") && (*meta)["destroyed"].is_boolean() &&
-                             (*meta)["destroyed"].get<bool>();
-      throw Error(ExitCode::not_found,
-                  "{}: this version was {} (KV v2 answered 404 with its metadata): pin another "
-                  "version or undelete it",
-                  what, destroyed ? "destroyed" : "deleted");
-    }
-  }
-  if (r.status == 404 && is_kv2_path_without_data(j)) {
-    // KV v2 says so in a warning; the mount is guessed as the first segment, as it usually is.
-    const std::size_t slash = spec.path.find('/');
-    const std::string mount = spec.path.substr(0, slash);
-    const std::string rest = slash == std::string::npos ? "" : spec.path.substr(slash + 1);
-    throw Error(ExitCode::not_found,
-                "{}: not found (HTTP 404): {}/ is a KV v2 mount, whose secrets are read at "
-                "<mount>/data/<path>: did you mean {}/data/{}?",
-                what, mount, mount, rest);
+    explain_not_found(spec, j);
   }
   if (!r.http_ok()) {
     fail(r, what, ExitCode::protocol,
@@ -697,13 +706,13 @@ Fetched Client::parse_read(const ReadSpec& spec, const Response& r) const {
                            : "its own token");
   }
   Fetched f;
-  if (const SecretJson* meta = kv2_metadata(); meta != nullptr && j["data"]["data"].is_object()) {
+  if (const SecretJson* meta = kv2_metadata(j); meta != nullptr && j["data"]["data"].is_object()) {
     f.kv2 = true;
     if (meta->contains("version") && (*meta)["version"].is_number_unsigned()) {
       f.version = (*meta)["version"].get<std::uint64_t>();
     }
     f.data = std::move(j["data"]["data"]);
-  } else if (kv2_metadata() != nullptr && j["data"]["data"].is_null()) {
+  } else if (kv2_metadata(j) != nullptr && j["data"]["data"].is_null()) {
     throw Error(ExitCode::not_found, "{}: this version was deleted (no data)", what);
   } else {
     f.data = std::move(j["data"]);

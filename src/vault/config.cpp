@@ -1,12 +1,12 @@
 #include "crunchsecrets/vault/config.hpp"
 
-#include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/util/duration.hpp"
+#include "crunchsecrets/util/error.hpp"
 
 namespace cs::vault {
 
-using core::Error;
-using core::ExitCode;
+using util::Error;
+using util::ExitCode;
 
 namespace {
 

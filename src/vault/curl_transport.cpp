@@ -1,7 +1,7 @@
 #include "crunchsecrets/vault/curl_transport.hpp"
 
-#include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/util/ca_bundle.hpp"
+#include "crunchsecrets/util/error.hpp"
 #include "cs_version.h"
 
 #include <algorithm>
@@ -101,7 +101,7 @@ CurlTransport::CurlTransport(const Config& config) : m_impl(std::make_unique<Imp
   }
   m_impl->multi = curl_multi_init();
   if (m_impl->multi == nullptr) {
-    throw core::Error(core::ExitCode::internal, "cannot initialise libcurl");
+    throw util::Error(util::ExitCode::internal, "cannot initialise libcurl");
   }
   curl_multi_setopt(m_impl->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
   curl_multi_setopt(m_impl->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
@@ -144,6 +144,32 @@ std::string CurlTransport::protocol() const {
     return "HTTP/3";
   default:
     return "none";
+  }
+}
+
+bool is_permanent(CURLcode code) {
+  switch (code) {
+  case CURLE_SSL_CACERT_BADFILE:
+  case CURLE_SSL_CERTPROBLEM:
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_CRL_BADFILE:
+  case CURLE_SSL_ISSUER_ERROR:
+  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+  case CURLE_URL_MALFORMAT:
+  case CURLE_UNSUPPORTED_PROTOCOL:
+    return true;
+  default:
+    return false;
+  }
+}
+
+void fail_unfinished(std::vector<Response>& responses, const std::vector<bool>& done,
+                     std::string_view reason) {
+  for (std::size_t i = 0; i < responses.size(); ++i) {
+    if (!done[i] && responses[i].status == 0 && responses[i].transport_error.empty()) {
+      util::wipe_string(responses[i].body);
+      responses[i].transport_error = std::string(reason);
+    }
   }
 }
 
@@ -232,10 +258,16 @@ std::vector<Response> CurlTransport::perform(const std::vector<const Request*>& 
     ++m_impl->sent;
   }
 
+  std::vector<bool> done(transfers.size());
+  for (std::size_t i = 0; i < transfers.size(); ++i) {
+    done[i] = transfers[i].easy == nullptr;
+  }
   int running = 0;
   do {
     CURLMcode mc = curl_multi_perform(m_impl->multi, &running);
     if (mc != CURLM_OK) {
+      // Requests still in flight get the reason, so a retry or the final message says why.
+      fail_unfinished(responses, done, fmt::format("libcurl failed: {}", curl_multi_strerror(mc)));
       break;
     }
     int msgs = 0;
@@ -246,6 +278,7 @@ std::vector<Response> CurlTransport::perform(const std::vector<const Request*>& 
       char* priv = nullptr;
       curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
       const auto i = reinterpret_cast<std::size_t>(priv);
+      done[i] = true;
       long new_connections = 0;
       curl_easy_getinfo(msg->easy_handle, CURLINFO_NUM_CONNECTS, &new_connections);
       m_impl->connections += static_cast<std::size_t>(new_connections);
@@ -270,18 +303,11 @@ std::vector<Response> CurlTransport::perform(const std::vector<const Request*>& 
           // No connection (or no TLS session over it), so no byte of the request was sent.
           responses[i].not_sent = true;
           break;
-        case CURLE_SSL_CACERT_BADFILE:
-        case CURLE_SSL_CERTPROBLEM:
-        case CURLE_PEER_FAILED_VERIFICATION:
-        case CURLE_SSL_CRL_BADFILE:
-        case CURLE_SSL_ISSUER_ERROR:
-        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-        case CURLE_URL_MALFORMAT:
-        case CURLE_UNSUPPORTED_PROTOCOL:
-          responses[i].permanent = true;
-          break;
         default:
           break;
+        }
+        if (is_permanent(msg->data.result)) {
+          responses[i].permanent = true;
         }
         util::wipe_string(responses[i].body);
       }

@@ -1,13 +1,13 @@
 // The Vault requests of supervise mode: lease and token renewal and revocation, single
 // re-reads, and KV v2 version checks (README.md, "Supervise mode").
-#include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/util/error.hpp"
 #include "crunchsecrets/util/log.hpp"
 #include "crunchsecrets/vault/client.hpp"
 
 namespace cs::vault {
 
-using core::Error;
-using core::ExitCode;
+using util::Error;
+using util::ExitCode;
 using util::Secret;
 using util::SecretJson;
 

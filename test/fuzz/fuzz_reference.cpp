@@ -17,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       std::abort();
     }
   }
-  for (bool named : {false, true}) {
+  for (auto named : {cs::core::NamedRefs::refused, cs::core::NamedRefs::allowed}) {
     if (auto t = cs::core::parse_template(text, named)) {
       for (const auto& seg : t->segments) {
         if (seg.ref) {

@@ -72,9 +72,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   }
   if (first) {
-    for (auto format : {cs::core::FileFormat::raw, cs::core::FileFormat::json,
-                        cs::core::FileFormat::dotenv, cs::core::FileFormat::ini,
-                        cs::core::FileFormat::aws_credentials}) {
+    for (auto format :
+         {cs::core::FileFormat::raw, cs::core::FileFormat::json, cs::core::FileFormat::dotenv,
+          cs::core::FileFormat::ini, cs::core::FileFormat::aws_credentials}) {
       cs::core::FileSpec f;
       f.path = "f";
       f.format = format;
@@ -95,7 +95,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     f.kv2 = true;
   }
   try {
-    cs::core::Resolver resolver(plan, std::move(fetched));
+    cs::core::Resolver resolver(std::make_shared<const cs::core::Plan>(plan), std::move(fetched));
     resolver.check_engines();
     for (const auto& e : plan.env) {
       (void)resolver.render(e.value, e.name);

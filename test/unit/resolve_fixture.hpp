@@ -30,17 +30,16 @@ public:
   ResolveFixture(const std::string& manifest, std::vector<std::string> env,
                  std::map<std::string, Canned> data, std::vector<std::string> argv = {},
                  bool argv_templates = false) {
-    if (!manifest.empty()) {
-      m_manifest = std::make_unique<core::Manifest>(core::parse_manifest(manifest, "m.yml"));
-    }
     core::PlanInput in;
-    in.manifest = m_manifest.get();
+    if (!manifest.empty()) {
+      in.manifest = std::make_shared<const core::Manifest>(core::parse_manifest(manifest, "m.yml"));
+    }
     in.environ = std::move(env);
     in.argv = std::move(argv);
     in.argv_templates = argv_templates;
-    m_plan = core::build_plan(in);
+    m_plan = std::make_shared<const core::Plan>(core::build_plan(in));
     std::vector<vault::Fetched> fetched;
-    for (const auto& f : m_plan.fetches) {
+    for (const auto& f : m_plan->fetches) {
       const std::string id =
           f.read.version ? f.read.path + "@" + std::to_string(*f.read.version) : f.read.path;
       auto it = data.find(id);
@@ -53,13 +52,12 @@ public:
     m_resolver = std::make_unique<core::Resolver>(m_plan, std::move(fetched));
   }
 
-  const core::Plan& plan() const { return m_plan; }
+  const core::Plan& plan() const { return *m_plan; }
   const core::Resolver& resolver() const { return *m_resolver; }
-  const core::Manifest* manifest() const { return m_manifest.get(); }
+  const core::Manifest* manifest() const { return m_plan->manifest.get(); }
 
 private:
-  std::unique_ptr<core::Manifest> m_manifest;
-  core::Plan m_plan;
+  std::shared_ptr<const core::Plan> m_plan;
   std::unique_ptr<core::Resolver> m_resolver;
 };
 

@@ -15,23 +15,30 @@ namespace {
 
 constexpr const char* k_canary = "CANARY-7f3e";
 
+Plan plan_of(std::shared_ptr<const Manifest> manifest, std::vector<std::string> env,
+             std::vector<std::string> argv) {
+  PlanInput in;
+  in.manifest = std::move(manifest);
+  in.environ = std::move(env);
+  in.argv = std::move(argv);
+  in.argv_templates = true;
+  return build_plan(in);
+}
+
 // A plan from `manifest` (may be empty) and `env`, resolved with two canned credentials:
 // `lab-aws` (arv:aws_access_key) and `lab-db` (example:password).
 struct Fixture {
-  std::unique_ptr<Manifest> manifest;
-  Plan plan;
+  std::shared_ptr<const Manifest> manifest;
+  std::shared_ptr<const Plan> shared_plan;
+  const Plan& plan;
   std::unique_ptr<Resolver> resolver;
 
-  Fixture(const std::string& m, std::vector<std::string> env, std::vector<std::string> argv = {}) {
-    if (!m.empty()) {
-      manifest = std::make_unique<Manifest>(parse_manifest(m, "m.yml"));
-    }
-    PlanInput in;
-    in.manifest = manifest.get();
-    in.environ = std::move(env);
-    in.argv = std::move(argv);
-    in.argv_templates = true;
-    plan = build_plan(in);
+  Fixture(const std::string& m, std::vector<std::string> env, std::vector<std::string> argv = {})
+      : manifest(m.empty() ? nullptr
+                           : std::make_shared<const Manifest>(parse_manifest(m, "m.yml"))),
+        shared_plan(
+            std::make_shared<const Plan>(plan_of(manifest, std::move(env), std::move(argv)))),
+        plan(*shared_plan) {
     CredentialValues creds;
     for (const auto& c : plan.credentials) {
       cs::arvados::CredentialSecret s;
@@ -42,8 +49,8 @@ struct Fixture {
       s.secret = cs::util::Secret(std::string(k_canary) + (aws ? "-aws" : "-db"));
       creds.emplace_back(c.credential, std::move(s));
     }
-    resolver =
-        std::make_unique<Resolver>(plan, std::vector<cs::vault::Fetched>{}, std::move(creds));
+    resolver = std::make_unique<Resolver>(shared_plan, std::vector<cs::vault::Fetched>{},
+                                          std::move(creds));
   }
 
   std::string env(const std::string& name) const {
@@ -73,15 +80,16 @@ TEST_CASE("arvados: references parse as a whole value and inline") {
   auto bad = parse_arvados_whole_value("arvados:credential/lab-db#password");
   REQUIRE_FALSE(bad.ok());
   CHECK_CONTAINS(bad.error(), "'secret' or 'external_id'");
-  auto t = parse_template("a ${arvados:credential/zzzzz-oss07-labdbpasswd0001#secret} b", false);
+  auto t = parse_template("a ${arvados:credential/zzzzz-oss07-labdbpasswd0001#secret} b",
+                          NamedRefs::refused);
   REQUIRE(t.ok());
   REQUIRE(t->segments.size() == 3);
   CHECK(describe(*t->segments[1].ref) == "arvados:credential/zzzzz-oss07-labdbpasswd0001#secret");
   // The escape is literal, and a malformed inline reference names its column.
-  auto esc = parse_template("$${arvados:credential/x#secret}", false);
+  auto esc = parse_template("$${arvados:credential/x#secret}", NamedRefs::refused);
   REQUIRE(esc.ok());
   CHECK_FALSE(esc->has_refs());
-  auto col = parse_template("xy${arvados:cred/x#secret}", false);
+  auto col = parse_template("xy${arvados:cred/x#secret}", NamedRefs::refused);
   REQUIRE_FALSE(col.ok());
   CHECK_CONTAINS(col.error(), "column 3");
   CHECK(looks_like_reference("--key=${arvados:credential/x#secret}"));

@@ -44,9 +44,9 @@ FakeTransport login_with(const AuthOptions& options, std::map<std::string, std::
   return t;
 }
 
-AuthOptions method(std::string m) {
+AuthOptions method(AuthMethod m) {
   AuthOptions o;
-  o.method = std::move(m);
+  o.method = m;
   return o;
 }
 
@@ -61,33 +61,33 @@ TEST_CASE("auto picks token, then wrapped, then approle, then arvados") {
                                                {"ARVADOS_API_TOKEN", "v2/a/b"}};
   AuthOptions o;
   o.role_id = "role";
-  CHECK(choose_method(o, env_of(all)) == "token");
+  CHECK(choose_method(o, env_of(all)) == AuthMethod::token);
   auto env = all;
   env.erase("VAULT_TOKEN");
-  CHECK(choose_method(o, env_of(env)) == "wrapped");
+  CHECK(choose_method(o, env_of(env)) == AuthMethod::wrapped);
   env.erase("CRUNCH_SECRETS_WRAPPED_TOKEN");
-  CHECK(choose_method(o, env_of(env)) == "approle");
+  CHECK(choose_method(o, env_of(env)) == AuthMethod::approle);
   o.role_id.clear();
-  CHECK(choose_method(o, env_of(env)) == "arvados"); // a secret id without a role id
-  CHECK(choose_method(AuthOptions{}, env_of({{"BAO_TOKEN", "s.2"}})) == "token");
+  CHECK(choose_method(o, env_of(env)) == AuthMethod::arvados); // a secret id without a role id
+  CHECK(choose_method(AuthOptions{}, env_of({{"BAO_TOKEN", "s.2"}})) == AuthMethod::token);
   CHECK(choose_method(AuthOptions{}, env_of({{"VAULT_TOKEN", ""}, {"ARVADOS_API_TOKEN", "t"}})) ==
-        "arvados");
+        AuthMethod::arvados);
 }
 
 TEST_CASE("auto uses the file options as well as the environment") {
   AuthOptions o;
   o.token_file = "/t";
-  CHECK(choose_method(o, env_of({})) == "token");
+  CHECK(choose_method(o, env_of({})) == AuthMethod::token);
   o = AuthOptions{};
   o.wrapped_token_file = "/w";
-  CHECK(choose_method(o, env_of({})) == "wrapped");
+  CHECK(choose_method(o, env_of({})) == AuthMethod::wrapped);
   o = AuthOptions{};
   o.role_id_file = "/r";
   o.secret_id_file = "/s";
-  CHECK(choose_method(o, env_of({})) == "approle");
+  CHECK(choose_method(o, env_of({})) == AuthMethod::approle);
   o = AuthOptions{};
   o.arvados_token_file = "/a";
-  CHECK(choose_method(o, env_of({})) == "arvados");
+  CHECK(choose_method(o, env_of({})) == AuthMethod::arvados);
 }
 
 TEST_CASE("no credentials at all is a configuration error") {
@@ -98,23 +98,24 @@ TEST_CASE("no credentials at all is a configuration error") {
 }
 
 TEST_CASE("an explicit method is taken as given") {
-  CHECK(choose_method(method("arvados"), env_of({{"VAULT_TOKEN", "s"}})) == "arvados");
+  CHECK(choose_method(method(AuthMethod::arvados), env_of({{"VAULT_TOKEN", "s"}})) ==
+        AuthMethod::arvados);
 }
 
 TEST_CASE("the manifest's auth block fills options the command line left unset") {
   const Manifest m =
       parse_manifest("version: 1\nauth:\n  method: arvados\n  role: etl\n  mount: arv2\n", "m.yml");
   const AuthOptions o = merge_auth(AuthOptions{}, &m, env_of({}));
-  CHECK(o.method == "arvados");
+  CHECK(o.method == AuthMethod::arvados);
   CHECK(o.arvados_role == "etl");
   CHECK(o.arvados_mount == "arv2");
 
   AuthOptions cli;
-  cli.method = "token";
+  cli.method = AuthMethod::token;
   cli.arvados_role = "cli-role";
   cli.arvados_mount = "cli-mount";
   const AuthOptions kept = merge_auth(cli, &m, env_of({}));
-  CHECK(kept.method == "token");
+  CHECK(kept.method == AuthMethod::token);
   CHECK(kept.arvados_role == "cli-role");
   CHECK(kept.arvados_mount == "cli-mount");
 }
@@ -181,7 +182,7 @@ TEST_CASE("a missing credential file is exit 66, an empty one exit 78") {
 TEST_CASE("AppRole login reads the role id and secret id and logs in once") {
   TempDir tmp;
   cs::test::write_text(tmp / "sid", "secret-id\n");
-  AuthOptions o = method("approle");
+  AuthOptions o = method(AuthMethod::approle);
   o.role_id = "role-id";
   o.secret_id_file = tmp / "sid";
   o.approle_mount = "ci";
@@ -195,7 +196,7 @@ TEST_CASE("AppRole login reads the role id and secret id and logs in once") {
 TEST_CASE("AppRole without a secret id is a configuration error before any request") {
   FakeTransport t([](const Seen&) { return resp(200); });
   cs::vault::Client c(config(), t, cs::vault::Clock::now() + 10s);
-  AuthOptions o = method("approle");
+  AuthOptions o = method(AuthMethod::approle);
   o.role_id = "r";
   auto e = error_of([&] { login(c, o, env_of({})); });
   REQUIRE(e);
@@ -204,12 +205,13 @@ TEST_CASE("AppRole without a secret id is a configuration error before any reque
 }
 
 TEST_CASE("wrapped and Arvados logins take their tokens from the environment") {
-  FakeTransport w = login_with(method("wrapped"), {{"CRUNCH_SECRETS_WRAPPED_TOKEN", "hvs.w"}});
+  FakeTransport w =
+      login_with(method(AuthMethod::wrapped), {{"CRUNCH_SECRETS_WRAPPED_TOKEN", "hvs.w"}});
   REQUIRE(w.requests_sent() == 1);
   CHECK(w.batches[0][0].path == "sys/wrapping/unwrap");
   CHECK(w.batches[0][0].token == std::optional<std::string>("hvs.w"));
 
-  AuthOptions o = method("arvados");
+  AuthOptions o = method(AuthMethod::arvados);
   o.arvados_role = "etl";
   FakeTransport a = login_with(o, {{"ARVADOS_API_TOKEN", "v2/x/CANARY"}});
   REQUIRE(a.requests_sent() == 1);
@@ -221,16 +223,25 @@ TEST_CASE("wrapped and Arvados logins take their tokens from the environment") {
 TEST_CASE("an explicit method without its credential is a configuration error") {
   FakeTransport t([](const Seen&) { return resp(200); });
   cs::vault::Client c(config(), t, cs::vault::Clock::now() + 10s);
-  for (const char* m : {"token", "wrapped", "arvados"}) {
-    CAPTURE(m);
+  for (const AuthMethod m : {AuthMethod::token, AuthMethod::wrapped, AuthMethod::arvados}) {
+    CAPTURE(to_string(m));
     auto e = error_of([&] { login(c, method(m), env_of({})); });
     REQUIRE(e);
     CHECK(code_of(*e) == 78);
   }
-  auto e = error_of([&] { login(c, method("kerberos"), env_of({})); });
-  REQUIRE(e);
-  CHECK(code_of(*e) == 64);
   CHECK(t.requests_sent() == 0);
+}
+
+TEST_CASE("auth method names come from one table") {
+  const auto& names = auth_method_names();
+  CHECK(names.list(" or ") == "auto, token, approle, wrapped or arvados");
+  for (const AuthMethod m : {AuthMethod::automatic, AuthMethod::token, AuthMethod::approle,
+                             AuthMethod::wrapped, AuthMethod::arvados}) {
+    CHECK(names.parse(to_string(m)) == m);
+  }
+  CHECK_FALSE(names.parse("kerberos").has_value());
+  CHECK(engine_names().list() == "auto, kv2, kv1, generic");
+  CHECK(file_format_names().parse("aws-credentials") == FileFormat::aws_credentials);
 }
 
 TEST_SUITE_END();
@@ -240,9 +251,9 @@ TEST_CASE("~/.vault-token comes after VAULT_TOKEN, and in auto after every other
   cs::test::write_text(home.path() + "/.vault-token", "s.from-file\n");
   CHECK(vault_token_helper_file(env_of({{"HOME", home.path()}})) == home.path() + "/.vault-token");
   CHECK(vault_token_helper_file(env_of({})).empty());
-  CHECK(choose_method(AuthOptions{}, env_of({{"HOME", home.path()}})) == "token");
+  CHECK(choose_method(AuthOptions{}, env_of({{"HOME", home.path()}})) == AuthMethod::token);
   CHECK(choose_method(AuthOptions{}, env_of({{"HOME", home.path()}, {"ARVADOS_API_TOKEN", "a"}})) ==
-        "arvados");
+        AuthMethod::arvados);
   FakeTransport t([](const Seen&) { return resp(200, R"({"data":{"data":{"k":"v"}}})"); });
   cs::vault::Client c(config(), t, cs::vault::Clock::now() + 10s);
   login(c, AuthOptions{}, env_of({{"HOME", home.path()}, {"VAULT_TOKEN", "s.from-env"}}));

@@ -1,4 +1,5 @@
 #include "crunchsecrets/core/manifest.hpp"
+#include "crunchsecrets/util/fs.hpp"
 #include "testutil.hpp"
 
 #include <doctest/doctest.h>
@@ -79,7 +80,7 @@ std::string readme_json(const std::string& tmpl_path) {
 }
 
 void check_readme_manifest(const Manifest& m, const std::string& tmpl_path) {
-  CHECK(m.auth.method == "arvados");
+  CHECK(m.auth.method == AuthMethod::arvados);
   CHECK(m.auth.role == "etl");
   CHECK(m.auth.mount == "arvados");
   CHECK_FALSE(m.argv_templates);
@@ -137,7 +138,7 @@ void check_readme_manifest(const Manifest& m, const std::string& tmpl_path) {
 
 // Parses `content` and returns the error it must raise.
 Error manifest_error(const std::string& content, const std::string& file = "m.yml") {
-  auto e = cs::test::error_of([&] { parse_manifest(content, file); });
+  auto e = cs::test::error_of([&] { parse_manifest(content, file, cs::util::read_file); });
   REQUIRE_MESSAGE(e.has_value(), "accepted:\n" << content);
   return *e;
 }
@@ -160,7 +161,8 @@ TEST_SUITE_BEGIN("core::Manifest");
 TEST_CASE("the README example parses in YAML") {
   TempDir tmp;
   cs::test::write_text(tmp / "other.conf.tmpl", "other ${secret:aws#access_key} $${vault:x}\n");
-  const Manifest m = parse_manifest(readme_yaml(tmp / "other.conf.tmpl"), "manifest.yml");
+  const Manifest m =
+      parse_manifest(readme_yaml(tmp / "other.conf.tmpl"), "manifest.yml", cs::util::read_file);
   CHECK(m.file == "manifest.yml");
   check_readme_manifest(m, tmp / "other.conf.tmpl");
 }
@@ -168,14 +170,15 @@ TEST_CASE("the README example parses in YAML") {
 TEST_CASE("the README example parses in JSON") {
   TempDir tmp;
   cs::test::write_text(tmp / "other.conf.tmpl", "other ${secret:aws#access_key}\n");
-  const Manifest m = parse_manifest(readme_json(tmp / "other.conf.tmpl"), "manifest.json");
+  const Manifest m =
+      parse_manifest(readme_json(tmp / "other.conf.tmpl"), "manifest.json", cs::util::read_file);
   check_readme_manifest(m, tmp / "other.conf.tmpl");
 }
 
 TEST_CASE("origins name file:line of each declaration") {
   TempDir tmp;
   cs::test::write_text(tmp / "t", "x");
-  const Manifest m = parse_manifest(readme_yaml(tmp / "t"), "manifest.yml");
+  const Manifest m = parse_manifest(readme_yaml(tmp / "t"), "manifest.yml", cs::util::read_file);
   // The mapping of secret 'db' starts on line 8 (its first field).
   CHECK(m.find_secret("db")->origin == "manifest.yml:8");
   CHECK(m.files[0].origin == "manifest.yml:19");
@@ -203,7 +206,7 @@ TEST_CASE("a minimal manifest is just the version") {
   CHECK(m.secrets.empty());
   CHECK(m.env.empty());
   CHECK(m.files.empty());
-  CHECK(m.auth.method.empty());
+  CHECK_FALSE(m.auth.method.has_value());
   CHECK(parse_manifest("{\"version\": 1}", "m.json").secrets.empty());
 }
 
@@ -293,7 +296,7 @@ TEST_CASE("auth methods and mounts are checked") {
   const Manifest m = parse_manifest("version: 1\nauth:\n  method: approle\n  role: r1\n  mount: "
                                     "approle-ci\n",
                                     "m.yml");
-  CHECK(m.auth.method == "approle");
+  CHECK(m.auth.method == AuthMethod::approle);
   CHECK(m.auth.role == "r1");
   CHECK(m.auth.mount == "approle-ci");
 }
@@ -421,6 +424,35 @@ TEST_CASE("an undeclared secret in a template_file is reported at the manifest l
   check_fails_at(std::string(k_head) +
                      "files:\n  - path: f\n    template_file: " + (tmp / "t.tmpl") + "\n",
                  7, "'${secret:ghost}'");
+}
+
+TEST_CASE("parse_manifest is pure: template files come only from the injected reader") {
+  std::vector<std::string> asked;
+  const auto reader = [&](const std::string& path) -> cs::util::Result<std::string> {
+    asked.push_back(path);
+    return std::string("in memory ${secret:db}\n");
+  };
+  const Manifest m =
+      parse_manifest(std::string(k_head) + "files:\n  - path: f\n    template_file: /no/such/t\n",
+                     "m.yml", reader);
+  CHECK(asked == std::vector<std::string>{"/no/such/t"});
+  REQUIRE(m.files.size() == 1);
+  CHECK(m.files[0].template_file == "/no/such/t");
+  REQUIRE(m.files[0].body.segments.size() == 3);
+  CHECK(m.files[0].body.segments[0].literal == "in memory ");
+}
+
+TEST_CASE("without a reader a template_file is refused with the manifest line") {
+  TempDir tmp;
+  cs::test::write_text(tmp / "t.tmpl", "x\n");
+  auto e = cs::test::error_of([&] {
+    parse_manifest(std::string(k_head) +
+                       "files:\n  - path: f\n    template_file: " + (tmp / "t.tmpl") + "\n",
+                   "m.yml");
+  });
+  REQUIRE(e);
+  CHECK(cs::test::code_of(*e) == 66);
+  CHECK_CONTAINS(e->what(), "m.yml:7: ");
 }
 
 TEST_CASE("is_env_name follows the shell's rules") {

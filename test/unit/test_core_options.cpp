@@ -1,7 +1,10 @@
+#include "crunchsecrets/core/manifest.hpp"
 #include "crunchsecrets/core/options.hpp"
 #include "testutil.hpp"
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <set>
 #include <string>
 
@@ -39,6 +42,14 @@ TEST_CASE("the settings without flags are the environment defaults of their opti
   // Read where their precedence is decided, not as plain option defaults.
   CHECK_FALSE(option_doc("--secrets-dir").env_is_default);
   CHECK_THROWS_AS(option_doc("--no-such-option"), std::out_of_range);
+}
+
+TEST_CASE("--auth offers exactly the names of the auth method table, in its order") {
+  // The options table is constexpr data, so it spells the choices out; the table that parses
+  // them (auth_method_names) is the reference.
+  CHECK(option_doc("--auth").choices ==
+        fmt::format("{}", fmt::join(auth_method_names().names(), ",")));
+  CHECK(option_doc("--auth").help == "Login method: " + auth_method_names().list(" or "));
 }
 
 TEST_CASE("the usage lines are the real ones") {

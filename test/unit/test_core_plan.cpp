@@ -30,7 +30,7 @@ env:
 Plan plan_of(std::vector<std::string> environ, const Manifest* m = nullptr,
              std::vector<std::string> argv = {}, bool argv_templates = false) {
   PlanInput in;
-  in.manifest = m;
+  in.manifest = m != nullptr ? std::make_shared<const Manifest>(*m) : nullptr;
   in.environ = std::move(environ);
   in.argv = std::move(argv);
   in.argv_templates = argv_templates;

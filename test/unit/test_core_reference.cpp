@@ -20,14 +20,14 @@ std::string whole_error(std::string_view text) {
   return r.error();
 }
 
-Template tmpl(std::string_view text, bool allow_named = true) {
-  auto r = parse_template(text, allow_named);
+Template tmpl(std::string_view text, NamedRefs named = NamedRefs::allowed) {
+  auto r = parse_template(text, named);
   REQUIRE_MESSAGE(r.ok(), "'" << std::string(text) << "': " << r.error());
   return *r;
 }
 
-std::string tmpl_error(std::string_view text, bool allow_named = true) {
-  auto r = parse_template(text, allow_named);
+std::string tmpl_error(std::string_view text, NamedRefs named = NamedRefs::allowed) {
+  auto r = parse_template(text, named);
   REQUIRE_MESSAGE(!r.ok(), "'" << std::string(text) << "' was accepted");
   return r.error();
 }
@@ -161,7 +161,7 @@ TEST_CASE("${secret:name} and ${secret:name#key} name manifest secrets") {
 }
 
 TEST_CASE("${secret:...} is refused where no manifest can name it, with its column") {
-  const std::string e = tmpl_error("abc ${secret:db}", false);
+  const std::string e = tmpl_error("abc ${secret:db}", NamedRefs::refused);
   CHECK_CONTAINS(e, "column 5");
   CHECK_CONTAINS(e, "needs a manifest");
 }

@@ -21,13 +21,13 @@ const char* k_app = R"({"password":"CANARY-9b2f-pw","user":"app","port":5432,"tl
                         "opts":{"a":[1,"x"]},"nothing":null})";
 
 std::string render(const ResolveFixture& fx, const std::string& text) {
-  auto t = parse_template(text, true);
+  auto t = parse_template(text, NamedRefs::allowed);
   REQUIRE(t.ok());
   return std::string(fx.resolver().render(*t, "test").reveal());
 }
 
 Error render_error(const ResolveFixture& fx, const std::string& text) {
-  auto t = parse_template(text, true);
+  auto t = parse_template(text, NamedRefs::allowed);
   REQUIRE(t.ok());
   auto e = error_of([&] { fx.resolver().render(*t, "where-text"); });
   REQUIRE(e.has_value());

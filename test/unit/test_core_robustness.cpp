@@ -127,7 +127,7 @@ TEST_CASE("the reference parsers take any text") {
       EXPECT(validate_path((*w)->path).ok());
       EXPECT(text == describe(Ref{**w}).substr(0, text.size()));
     }
-    for (bool named : {false, true}) {
+    for (NamedRefs named : {NamedRefs::refused, NamedRefs::allowed}) {
       auto t = parse_template(text, named);
       if (t.ok()) {
         for (const auto& s : t->segments) {
@@ -144,7 +144,7 @@ TEST_CASE("a parsed template renders back to an equivalent template") {
   std::mt19937_64 rng(2);
   for (int i = 0; i < 5000; ++i) {
     const std::string text = random_text(rng, 40);
-    auto t = parse_template(text, true);
+    auto t = parse_template(text, NamedRefs::allowed);
     if (!t.ok()) {
       continue;
     }
@@ -163,7 +163,7 @@ TEST_CASE("a parsed template renders back to an equivalent template") {
         again += lit;
       }
     }
-    auto t2 = parse_template(again, true);
+    auto t2 = parse_template(again, NamedRefs::allowed);
     EXPECT_MESSAGE(t2.ok(), "'" << text << "' -> '" << again << "': " << t2.error());
     if (!t2.ok()) {
       continue;
@@ -198,7 +198,7 @@ TEST_CASE("mutated manifests parse or fail with a core::Error") {
     only_clean_errors(text, [&] {
       const Manifest m = parse_manifest(text, "m.yml");
       PlanInput in;
-      in.manifest = &m;
+      in.manifest = std::make_shared<const Manifest>(m);
       in.argv = {"cmd"};
       (void)build_plan(in);
     });

@@ -117,23 +117,21 @@ files:
 )";
 
 struct World {
-  std::unique_ptr<Manifest> manifest;
-  Plan plan;
+  std::shared_ptr<const Plan> plan;
   FakeVault vault;
   FakeChild child;
   Clock::time_point now = t0;
   std::unique_ptr<Session> session;
 
   explicit World(SuperviseSettings settings = {}) {
-    manifest = std::make_unique<Manifest>(parse_manifest(k_manifest, "m.yml"));
     PlanInput in;
-    in.manifest = manifest.get();
+    in.manifest = std::make_shared<const Manifest>(parse_manifest(k_manifest, "m.yml"));
     in.argv = {"app"};
-    plan = build_plan(in);
+    plan = std::make_shared<const Plan>(build_plan(in));
     vault.now = &now;
-    child.plan = &plan;
+    child.plan = plan.get();
     std::vector<vault::Fetched> fetched;
-    for (const auto& f : plan.fetches) {
+    for (const auto& f : plan->fetches) {
       fetched.push_back(vault.read(f.read));
     }
     vault.log.clear();

@@ -114,6 +114,24 @@ TEST_CASE("create, write and commit put the file in place with its mode") {
   CHECK(mode_of(tmp / "secret.txt") == 0440);
 }
 
+TEST_CASE("an AtomicFile owns its directory descriptor: closing the caller's changes nothing") {
+  TempDir tmp;
+  std::optional<AtomicFile> kept;
+  {
+    Fd dir = open_dir(tmp.path());
+    auto f = AtomicFile::create(dir.get(), "owned", 0400);
+    REQUIRE_MESSAGE(f.ok(), f.error());
+    kept.emplace(std::move(*f));
+  } // the caller's descriptor is closed here
+  // A descriptor opened now may reuse the closed number; the file must not use it.
+  Fd other = open_dir("/");
+  REQUIRE(kept->write_all("v").ok());
+  REQUIRE(kept->commit().ok());
+  CHECK(cs::test::read_text(tmp / "owned") == "v");
+  kept->remove_committed();
+  CHECK_FALSE(cs::test::exists_nofollow(tmp / "owned"));
+}
+
 TEST_CASE("the temporary file is created 0600 until write_all sets the final mode") {
   TempDir tmp;
   Fd dir = open_dir(tmp.path());

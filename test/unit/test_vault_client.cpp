@@ -1,6 +1,7 @@
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/vault/client.hpp"
 #include "crunchsecrets/vault/config.hpp"
+#include "crunchsecrets/vault/curl_transport.hpp"
 #include "fake_transport.hpp"
 #include "testutil.hpp"
 
@@ -1059,6 +1060,39 @@ TEST_CASE("sys/wrapping/lookup checks a wrapping token without unwrapping it") {
   REQUIRE(t.requests_sent() == 1);
   CHECK_FALSE(t.batches[0][0].token.has_value());
   CHECK_CONTAINS(t.batches[0][0].body, "hvs.w");
+}
+
+TEST_SUITE_END();
+
+TEST_SUITE_BEGIN("vault::CurlTransport");
+
+TEST_CASE("when curl_multi_perform fails, unfinished requests get the reason, finished ones keep "
+          "their outcome") {
+  std::vector<cs::vault::Response> responses(4);
+  responses[0].status = 200; // finished with an answer
+  responses[1].transport_error = "Connection refused";
+  responses[3].body = "partial";
+  const std::vector<bool> done{true, true, false, false};
+  cs::vault::fail_unfinished(responses, done, "libcurl failed: Out of memory");
+  CHECK(responses[0].status == 200);
+  CHECK(responses[0].transport_error.empty());
+  CHECK(responses[1].transport_error == "Connection refused");
+  for (std::size_t i : {2u, 3u}) {
+    CAPTURE(i);
+    CHECK(responses[i].status == 0);
+    CHECK(responses[i].transport_error == "libcurl failed: Out of memory");
+    CHECK(responses[i].body.empty());
+    // Not permanent: the client retries it and, at the deadline, names the reason.
+    CHECK(cs::vault::is_retryable(responses[i]));
+  }
+}
+
+TEST_CASE("TLS and URL errors are permanent, connection errors are not") {
+  CHECK(cs::vault::is_permanent(CURLE_PEER_FAILED_VERIFICATION));
+  CHECK(cs::vault::is_permanent(CURLE_SSL_CACERT_BADFILE));
+  CHECK(cs::vault::is_permanent(CURLE_URL_MALFORMAT));
+  CHECK_FALSE(cs::vault::is_permanent(CURLE_COULDNT_CONNECT));
+  CHECK_FALSE(cs::vault::is_permanent(CURLE_OPERATION_TIMEDOUT));
 }
 
 TEST_SUITE_END();

@@ -29,7 +29,7 @@ bool flag_is_true(const std::string& value);
 // Reads ARVADOS_API_HOST (host[:port], meaning https; a leading "https://" is tolerated),
 // ARVADOS_API_HOST_INSECURE and the CA bundle: $CRUNCH_SECRETS_ARVADOS_CACERT, else
 // the first existing file of `util::ca_bundle_candidates()` (crunch-run's bundle first). Throws
-// `core::Error` (config, 78) naming the variable when ARVADOS_API_HOST is missing or malformed.
+// `util::Error` (config, 78) naming the variable when ARVADOS_API_HOST is missing or malformed.
 Config config_from_env(const EnvLookup& env, const FileExists& exists);
 
 } // namespace cs::arvados

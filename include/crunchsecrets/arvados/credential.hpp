@@ -63,7 +63,7 @@ public:
   // with `token` and fetches each distinct one's secret. Requests: one round trip of
   // `containers/current` plus one list per kind (uuids, names), then one of parallel `secret`
   // GETs. Returns one entry per distinct credential, keyed by the text in `credentials`.
-  // Throws `core::Error` with one line per problem: token refused (80), not a container token
+  // Throws `util::Error` with one line per problem: token refused (80), not a container token
   // or container not Running (77), unknown or unreadable (79), two credentials with one name
   // (65), expired (77), Arvados unreachable until the deadline (69), unexpected answer (76).
   std::vector<std::pair<std::string, CredentialSecret>>

@@ -9,7 +9,7 @@
 namespace cs::core {
 
 struct AuthOptions {
-  std::string method = "auto"; // auto | token | approle | wrapped | arvados
+  AuthMethod method = AuthMethod::automatic;
   std::string token_file;
   std::string role_id;
   std::string role_id_file;
@@ -27,8 +27,9 @@ AuthOptions merge_auth(AuthOptions options, const Manifest* manifest, const vaul
 // The Vault CLI's token file, `$HOME/.vault-token`, if it exists; else empty.
 std::string vault_token_helper_file(const vault::EnvLookup& env);
 
-// Picks the method (`auto` resolves to the first that applies) without reading files.
-std::string choose_method(const AuthOptions& options, const vault::EnvLookup& env);
+// Picks the method (`automatic` resolves to the first that applies) without reading files;
+// never returns `automatic`.
+AuthMethod choose_method(const AuthOptions& options, const vault::EnvLookup& env);
 
 // For `check --online` without --consume-credentials: validates a single-use credential
 // without using it up (a wrapping token through sys/wrapping/lookup) and returns a line saying

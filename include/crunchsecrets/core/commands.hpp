@@ -32,7 +32,13 @@ struct CommonOptions {
 // Runs COMMAND with its secrets. Returns only on failure (an exit code); throws `core::Error`.
 int run_command(const CommonOptions& options);
 
-// Validates and prints the plan; with `online`, checks capabilities in Vault.
-int check_command(const CommonOptions& options, bool online, bool json);
+struct CheckOptions {
+  enum class Format { text, json };
+  bool online = false; // log in and check read capability for each path
+  Format format = Format::text;
+};
+
+// Validates and prints the plan; when `check.online`, checks capabilities in Vault.
+int check_command(const CommonOptions& options, const CheckOptions& check);
 
 } // namespace cs::core

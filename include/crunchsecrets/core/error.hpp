@@ -1,52 +1,14 @@
-// Application errors: each carries the documented exit code (README.md, "Exit codes").
+// Application errors in core's namespace. The exit codes and the `Error` type are defined in
+// util (util/error.hpp) so that the vault and arvados layers below core can throw them too.
 #pragma once
 
-#include "crunchsecrets/util/log.hpp"
-
-#include <fmt/format.h>
-#include <stdexcept>
-#include <string>
+#include "crunchsecrets/util/error.hpp"
 
 namespace cs::core {
 
-enum class ExitCode : int {
-  ok = 0,
-  usage = 64,
-  invalid_input = 65,
-  no_input = 66,
-  unavailable = 69,
-  internal = 70,
-  cannot_create = 73,
-  protocol = 76,
-  permission_denied = 77,
-  config = 78,
-  not_found = 79,
-  auth_failed = 80,
-  not_executable = 126,
-  command_not_found = 127,
-};
-
-// An error that ends crunch-secrets before the command starts. `what()` is one line that
-// names the reference, file:line or path and says what to do; it never holds a value.
-class Error : public std::runtime_error {
-public:
-  Error(ExitCode code, const std::string& message) : std::runtime_error(message), m_code(code) {}
-  template <typename... Args>
-  Error(ExitCode code, fmt::format_string<Args...> f, Args&&... args)
-      : std::runtime_error(fmt::format(f, std::forward<Args>(args)...)), m_code(code) {}
-  ExitCode code() const noexcept { return m_code; }
-
-  // Structured fields for JSON log lines (reference, path, HTTP status); the exit code is
-  // added by whoever writes the line.
-  const util::log::Fields& fields() const noexcept { return m_fields; }
-  Error& with_fields(util::log::Fields fields) {
-    m_fields = std::move(fields);
-    return *this;
-  }
-
-private:
-  ExitCode m_code;
-  util::log::Fields m_fields;
-};
+using util::Error;
+using util::ExitCode;
+using util::ok_or_throw;
+using util::value_or_throw;
 
 } // namespace cs::core

@@ -2,9 +2,11 @@
 #pragma once
 
 #include "crunchsecrets/core/reference.hpp"
+#include "crunchsecrets/util/names.hpp"
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -15,6 +17,8 @@ namespace cs::core {
 
 enum class Engine { automatic, kv2, kv1, generic };
 
+// "auto", "kv2", "kv1", "generic": the manifest's `engine:` values.
+const util::NameTable<Engine>& engine_names();
 std::string_view to_string(Engine engine);
 
 // A secret declared in the manifest.
@@ -48,7 +52,16 @@ struct SuperviseSpec {
 
 enum class FileFormat { raw, json, dotenv, ini, aws_credentials, templated };
 
+// "raw", "json", "dotenv", "ini", "aws-credentials", "template": the `format:` values.
+const util::NameTable<FileFormat>& file_format_names();
 std::string_view to_string(FileFormat format);
+
+// The login method (README.md, "Authentication"); `automatic` picks the first that applies.
+enum class AuthMethod { automatic, token, approle, wrapped, arvados };
+
+// "auto", "token", "approle", "wrapped", "arvados": for --auth, `auth.method` and log lines.
+const util::NameTable<AuthMethod>& auth_method_names();
+std::string_view to_string(AuthMethod method);
 
 // A file to write in the secrets directory.
 struct FileSpec {
@@ -70,7 +83,7 @@ struct EnvSpec {
 };
 
 struct AuthSpec {
-  std::string method; // empty = not given
+  std::optional<AuthMethod> method; // nullopt = not given
   std::string role;
   std::string mount;
 };
@@ -91,11 +104,19 @@ struct Manifest {
   const SecretSpec* find_secret(std::string_view name) const;
 };
 
-// Parses manifest text `content`; `file` names it in messages. Throws `core::Error`
+// Reads a `template_file` for the manifest parser: the file's text or an error message.
+using TemplateReader = std::function<util::Result<std::string>(const std::string& path)>;
+
+// Parses manifest text `content`; `file` names it in messages. A pure function of its
+// arguments: `template_file` contents come from `read_template`. Throws `core::Error`
 // (invalid_input, or no_input for an unreadable template_file) with file:line.
+Manifest parse_manifest(std::string_view content, const std::string& file,
+                        const TemplateReader& read_template);
+
+// As above, for a manifest held in memory: every `template_file` is refused (no_input).
 Manifest parse_manifest(std::string_view content, const std::string& file);
 
-// Reads and parses the manifest at `path`.
+// Reads and parses the manifest at `path`, reading template files from the file system.
 Manifest load_manifest(const std::string& path);
 
 // True when `name` is a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*).

@@ -2,9 +2,11 @@
 // arguments, reduced to a set of unique Vault reads. Built offline; `check` prints it.
 #pragma once
 
+#include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/core/manifest.hpp"
 #include "crunchsecrets/vault/client.hpp"
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,9 +34,11 @@ struct CredentialNeed {
   std::vector<std::string> used_by; // "environment variable X", "file f (m.yml:3)", ...
 };
 
+// Built once per run and then shared read-only (std::shared_ptr<const Plan>) by the resolver
+// and the supervise session, which outlive the function that built it.
 struct Plan {
-  const Manifest* manifest = nullptr; // may be null
-  std::vector<EnvAssignment> env;     // inherited-env references, then manifest env
+  std::shared_ptr<const Manifest> manifest; // null without a manifest
+  std::vector<EnvAssignment> env;           // inherited-env references, then manifest env
   std::vector<FileSpec> files;
   bool argv_templates = false;
   std::vector<Template> argv;         // parsed COMMAND and ARGs
@@ -56,8 +60,8 @@ struct Plan {
 };
 
 struct PlanInput {
-  const Manifest* manifest = nullptr;
-  std::vector<std::string> environ; // "NAME=VALUE" strings
+  std::shared_ptr<const Manifest> manifest; // null without a manifest
+  std::vector<std::string> environ;         // "NAME=VALUE" strings
   bool env_refs = true;
   bool argv_templates = false;
   std::vector<std::string> argv;

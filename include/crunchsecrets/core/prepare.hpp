@@ -35,8 +35,7 @@ ContainerRecord parse_container_record(std::string_view json, const std::string&
 
 // The offline part of prepare: the record's markers made into a plan.
 struct PreparedRecord {
-  std::unique_ptr<Manifest> manifest; // heap-owned: `plan.manifest` points at it
-  Plan plan;
+  std::shared_ptr<const Plan> plan;  // owns the manifest (`plan->manifest`)
   std::string container_secrets_dir; // where DIR is mounted in the container
   std::vector<std::string> unset_environment;
 };

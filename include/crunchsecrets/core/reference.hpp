@@ -50,6 +50,13 @@ struct Template {
   bool has_refs() const;
 };
 
+// True when `name` is a valid secret name ([A-Za-z_][A-Za-z0-9_-]*): the one grammar of the
+// manifest's `secrets:` keys and of `${secret:<name>}`.
+bool is_secret_name(std::string_view name);
+
+// Parses a KV v2 version: 1 to 10 digits, not 0.
+util::Result<std::uint64_t> parse_version(std::string_view text);
+
 // Checks the grammar of an API path (segments of [A-Za-z0-9_.@=+-], no "." or "..").
 util::Status validate_path(std::string_view path);
 
@@ -63,11 +70,13 @@ util::Result<std::optional<VaultRef>> parse_whole_value(std::string_view text);
 // The same for a whole value starting with "arvados:" (an Arvados credential reference).
 util::Result<std::optional<ArvadosRef>> parse_arvados_whole_value(std::string_view text);
 
+// Whether `${secret:<name>}` may appear: only where a manifest names the secrets.
+enum class NamedRefs { refused, allowed };
+
 // Parses `${vault:...}`, `${arvados:...}` and `${secret:...}` references and `$${` escapes in
-// `text`. `${secret:...}` is accepted only
-// when `allow_named`. Any other `${` is kept literally (so shell-style `${HOME}` survives);
-// errors name the 1-based column.
-util::Result<Template> parse_template(std::string_view text, bool allow_named);
+// `text`. `${secret:...}` is accepted only when `named` is `allowed`. Any other `${` is kept
+// literally (so shell-style `${HOME}` survives); errors name the 1-based column.
+util::Result<Template> parse_template(std::string_view text, NamedRefs named);
 
 // True when `text` holds a `${vault:...}` or `${secret:...}` reference, well formed or not;
 // used to refuse references in arguments without --argv-templates.

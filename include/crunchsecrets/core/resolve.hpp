@@ -4,6 +4,7 @@
 #include "crunchsecrets/core/plan.hpp"
 #include "crunchsecrets/util/secret.hpp"
 
+#include <memory>
 #include <vector>
 
 namespace cs::core {
@@ -12,12 +13,15 @@ namespace cs::core {
 using CredentialValues = std::vector<std::pair<std::string, arvados::CredentialSecret>>;
 
 // The fetched data of a plan: Vault reads in the order of `plan.fetches`, and the Arvados
-// credentials of `plan.credentials`.
+// credentials of `plan.credentials`. Shares ownership of the plan, so a resolver stays valid
+// however long its holder keeps it.
 class Resolver {
 public:
-  Resolver(const Plan& plan, std::vector<vault::Fetched> fetched,
+  Resolver(std::shared_ptr<const Plan> plan, std::vector<vault::Fetched> fetched,
            CredentialValues credentials = {});
   ~Resolver();
+
+  const Plan& plan() const { return *m_plan; }
 
   // Checks each fetch against the engine its users require. Throws `core::Error`.
   void check_engines() const;
@@ -44,7 +48,7 @@ private:
   };
   const Credential& credential(const std::string& text) const;
 
-  const Plan& m_plan;
+  std::shared_ptr<const Plan> m_plan;
   std::vector<vault::Fetched> m_fetched;
   std::vector<Credential> m_credentials;
 };

@@ -97,7 +97,7 @@ std::string kv2_metadata_path(const std::string& data_path);
 class Session : public supervise::Hooks {
 public:
   using Clock = supervise::Clock;
-  Session(const Plan& plan, std::vector<vault::Fetched> fetched, VaultOps& vault,
+  Session(std::shared_ptr<const Plan> plan, std::vector<vault::Fetched> fetched, VaultOps& vault,
           ChildEffects& child, SuperviseSettings settings, Clock::time_point now);
 
   // Registers every delivered value for redaction and learns the token's lease.
@@ -161,7 +161,7 @@ private:
   SecretPolicy policy_of(std::size_t fetch) const;
   Resolver resolver() const;
 
-  const Plan& m_plan;
+  std::shared_ptr<const Plan> m_plan;
   std::vector<vault::Fetched> m_fetched;
   VaultOps& m_vault;
   ChildEffects& m_child;

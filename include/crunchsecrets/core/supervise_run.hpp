@@ -42,6 +42,6 @@ bool wants_supervise(const SuperviseOptions& options, const Plan& plan);
 // until it exits; then revokes the leases (and the token crunch-secrets obtained, unless
 // --keep-token) and removes the files. Returns the child's exit status (128+N when killed by
 // signal N). Throws `core::Error` only before the child starts.
-int run_supervised(const Plan& plan, const SuperviseContext& context);
+int run_supervised(const std::shared_ptr<const Plan>& plan, const SuperviseContext& context);
 
 } // namespace cs::core

@@ -53,7 +53,8 @@ Result<Fd> open_parent_dir(int root, const std::vector<std::string>& segments,
                            std::vector<std::string>* created);
 
 // A file written under a temporary name in a directory and renamed into place by
-// `commit()`. The destructor removes an uncommitted temporary file.
+// `commit()`. The destructor removes an uncommitted temporary file. It keeps its own duplicate
+// of the directory descriptor, so the caller's descriptor may be closed at any time.
 class AtomicFile {
 public:
   // Creates a temporary file next to `name` in `dirfd` with `O_EXCL|O_NOFOLLOW`.
@@ -70,10 +71,12 @@ public:
   // Removes the committed file again (used to undo a partial delivery).
   void remove_committed() noexcept;
   const std::string& name() const { return m_name; }
+  // The file's directory (owned by the AtomicFile; valid while it lives).
+  int dir_fd() const { return m_dirfd.get(); }
 
 private:
-  AtomicFile(int dirfd, Fd fd, std::string name, std::string tmp_name, unsigned mode);
-  int m_dirfd;
+  AtomicFile(Fd dirfd, Fd fd, std::string name, std::string tmp_name, unsigned mode);
+  Fd m_dirfd;
   Fd m_fd;
   std::string m_name;
   std::string m_tmp_name;

@@ -1,8 +1,8 @@
 // The Vault client: login methods, parallel reads, capability checks, and the retry policy
-// (README.md, "Vault connection"). Errors are `core::Error` with the documented exit codes.
+// (README.md, "Vault connection"). Errors are `util::Error` with the documented exit codes.
 #pragma once
 
-#include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/util/error.hpp"
 #include "crunchsecrets/vault/config.hpp"
 #include "crunchsecrets/vault/transport.hpp"
 
@@ -91,7 +91,7 @@ public:
   // Asks sys/capabilities-self for `paths`; returns each path's capabilities.
   std::vector<std::vector<std::string>> capabilities(const std::vector<std::string>& paths);
 
-  // Supervise mode (src/vault/lease.cpp). Each throws `core::Error` like a read: `unavailable`
+  // Supervise mode (src/vault/lease.cpp). Each throws `util::Error` like a read: `unavailable`
   // when retrying may help, another code when Vault refused.
   //
   // Reads one spec (a re-fetch of new credentials).
@@ -124,17 +124,17 @@ private:
   // it was sent.
   void fail_single_use(const Response& r, const std::string& what) const;
   void take_auth(const Response& response, const std::string& what);
-  // Throws the `core::Error` that a failed `r` for `what` means.
-  [[noreturn]] void fail(const Response& r, const std::string& what, core::ExitCode on_400,
+  // Throws the `util::Error` that a failed `r` for `what` means.
+  [[noreturn]] void fail(const Response& r, const std::string& what, util::ExitCode on_400,
                          const std::string& hint_403) const;
   // Throws the error for a login refused with 403/404/405 (no such login endpoint).
   void fail_login(const Response& r, const std::string& what, const std::string& mount,
                   const std::string& option) const;
-  core::Error used_wrapping_token(const Response& r, const std::string& endpoint) const;
+  util::Error used_wrapping_token(const Response& r, const std::string& endpoint) const;
   // auth/token/lookup-self: false when Vault refuses the token itself.
   bool token_is_valid();
   // Logs every cause but the first, one line per cause; returns the first to throw.
-  core::Error report_failures(const std::vector<core::Error>& failures,
+  util::Error report_failures(const std::vector<util::Error>& failures,
                               const std::vector<ReadSpec>& specs) const;
   Fetched parse_read(const ReadSpec& spec, const Response& r) const;
 

@@ -30,10 +30,10 @@ using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
 
 // Validates a Vault address from any source (`source` names it in errors: a variable or an
 // option): http:// or https://, a host, no userinfo (never echoed); trailing slashes dropped.
-// Throws `core::Error` (config).
+// Throws `util::Error` (config).
 std::string normalize_address(const std::string& value, const std::string& source);
 
-// Reads `BAO_<NAME>` then `VAULT_<NAME>` for each setting. Throws `core::Error` (config) on a
+// Reads `BAO_<NAME>` then `VAULT_<NAME>` for each setting. Throws `util::Error` (config) on a
 // malformed value, naming the variable.
 Config config_from_env(const EnvLookup& env);
 

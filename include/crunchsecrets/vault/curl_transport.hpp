@@ -5,7 +5,10 @@
 #include "crunchsecrets/vault/config.hpp"
 #include "crunchsecrets/vault/transport.hpp"
 
+#include <curl/curl.h>
 #include <memory>
+#include <string_view>
+#include <vector>
 
 namespace cs::vault {
 
@@ -26,5 +29,14 @@ private:
   struct Impl;
   std::unique_ptr<Impl> m_impl;
 };
+
+// True when a transfer that ended with `code` cannot succeed by retrying: a TLS certificate
+// that fails verification, an unusable CA or client certificate file, a malformed URL.
+bool is_permanent(CURLcode code);
+
+// Gives every response whose request is not `done` and has no outcome yet the transport
+// error `reason` (used when curl_multi_perform fails with requests still in flight).
+void fail_unfinished(std::vector<Response>& responses, const std::vector<bool>& done,
+                     std::string_view reason);
 
 } // namespace cs::vault
