@@ -7,6 +7,7 @@
 #include "crunchsecrets/core/options.hpp"
 #include "crunchsecrets/core/prepare.hpp"
 #include "crunchsecrets/util/duration.hpp"
+#include "crunchsecrets/util/fds.hpp"
 #include "crunchsecrets/util/log.hpp"
 #include "crunchsecrets/vault/curl_version.hpp"
 #include "cs_revision.h"
@@ -166,6 +167,8 @@ std::optional<std::string> first_word(const std::vector<std::string>& args) {
 } // namespace
 
 int main(int argc, char** argv) {
+  // Before anything opens a descriptor: COMMAND inherits exactly these (util/fds.hpp).
+  cs::util::record_inherited_fds();
   // Split at the first "--": everything after it is the command, untouched by the parser.
   std::vector<std::string> ours;
   std::vector<std::string> command;

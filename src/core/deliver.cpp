@@ -1,6 +1,7 @@
 #include "crunchsecrets/core/deliver.hpp"
 
 #include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/util/fds.hpp"
 #include "crunchsecrets/util/log.hpp"
 
 #include <cerrno>
@@ -642,6 +643,11 @@ int exec_child(const std::vector<Secret>& argv, const EnvBlock& env) {
     envp.push_back(const_cast<char*>(e.reveal_string().c_str()));
   }
   envp.push_back(nullptr);
+  // Only the descriptors crunch-secrets was started with reach COMMAND.
+  if (!util::close_others_on_exec()) {
+    util::log::warning("cannot mark crunch-secrets' own descriptors close-on-exec: COMMAND may "
+                       "inherit some of them");
+  }
   ::execvpe(args[0], args.data(), envp.data());
   return errno;
 }

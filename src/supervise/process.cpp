@@ -1,5 +1,6 @@
 #include "crunchsecrets/supervise/process.hpp"
 
+#include "crunchsecrets/util/fds.hpp"
 #include "crunchsecrets/util/log.hpp"
 
 #include <algorithm>
@@ -162,6 +163,13 @@ Spawned Supervisor::spawn(char* const* argv, char* const* envp, const SpawnOptio
   const int err_fd = m_streams[1]->mode == OutputMode::inherit ? -1 : m_streams[1]->write_end.get();
   const bool take_terminal =
       options.own_process_group && ::isatty(0) == 1 && ::tcgetpgrp(0) == ::getpgrp();
+  // The child inherits only the descriptors crunch-secrets was started with: not libcurl's
+  // wakeup socket pair, a connection to Vault, the signalfd or the output pipes. Marked in the
+  // parent, which never execs, so the child needs no work between fork and exec.
+  if (!util::close_others_on_exec()) {
+    util::log::warning("supervise: cannot mark crunch-secrets' own descriptors close-on-exec: "
+                       "the child may inherit some of them");
+  }
   const pid_t pid = ::fork();
   if (pid < 0) {
     const int e = errno;

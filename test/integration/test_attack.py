@@ -142,12 +142,9 @@ def test_supervised_child_inherits_no_connection_to_vault(cs):
     assert not [l for l in fds if l.endswith(" tcp")], f"the child inherited a TCP socket: {fds}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "libcurl 7.88 creates curl_multi's internal wakeup socket pair without close-on-exec and "
-    "exposes no way to reach it; the supervised child inherits it. Fix: close in the child every "
-    "descriptor crunch-secrets opened itself (snapshot the inherited ones at start) in "
-    "src/supervise/process.cpp; left to the supervise owner."))
 def test_supervised_child_inherits_no_socket_of_the_supervisor(cs):
+    """Nor any other socket crunch-secrets opened: libcurl's wakeup socket pair has no
+    close-on-exec; crunch-secrets marks every descriptor it did not inherit before forking."""
     fds = supervised_fds(cs)
     assert not [l for l in fds if "socket:" in l], f"the child inherited sockets: {fds}"
 
