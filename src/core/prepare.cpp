@@ -15,6 +15,7 @@
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <map>
@@ -22,7 +23,6 @@
 #include <set>
 #include <sys/prctl.h>
 #include <sys/stat.h>
-#include <thread>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -159,9 +159,10 @@ vault::Config vault_config_of(const SecretJson& j) {
   return c;
 }
 
-// Revokes `leases` and then, when `revoke_token`, the token itself, retrying an unavailable
-// Vault until `deadline`. A token or lease that is already gone is not an error. Throws
-// `core::Error` (unavailable) when Vault cannot be reached.
+// Revokes `leases` and then, when `revoke_token`, the token itself, through the same Vault
+// client as run and supervise mode, retrying an unavailable Vault until `deadline`. A token or
+// lease that is already gone (Vault refuses it) is not an error. Throws `core::Error`
+// (unavailable) when Vault cannot be reached.
 void revoke(const vault::Config& config, const Secret& token,
             const std::vector<std::string>& leases, bool revoke_token,
             vault::Clock::time_point deadline) {
@@ -169,65 +170,31 @@ void revoke(const vault::Config& config, const Secret& token,
     return;
   }
   vault::CurlTransport transport(config);
-  std::mt19937_64 rng(std::random_device{}());
-  auto send = [&](std::vector<vault::Request>& reqs) {
-    std::vector<const vault::Request*> batch;
-    for (const auto& r : reqs) {
-      batch.push_back(&r);
-    }
-    for (unsigned attempt = 0;; ++attempt) {
-      auto responses = transport.perform(batch, deadline);
-      bool retry = false;
-      for (const auto& r : responses) {
-        retry = retry || vault::is_retryable(r);
-      }
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - vault::Clock::now());
-      if (!retry || left < std::chrono::milliseconds(20)) {
-        return responses;
-      }
-      std::this_thread::sleep_for(
-          std::min(vault::backoff_delay(attempt, rng), left - std::chrono::milliseconds(10)));
-    }
-  };
-  auto check = [&](const vault::Response& r, const std::string& what) {
-    if (r.http_ok()) {
+  vault::Client client(config, transport, deadline);
+  client.use_token(token);
+  // Runs one revocation; true when done or already gone, false when Vault refused it.
+  auto attempt = [&](const std::function<void()>& call, const std::string& what) {
+    try {
+      call();
       util::log::debug("revoked {}", what);
-      return;
-    }
-    if (r.status == 0 || vault::is_retryable(r)) {
-      throw Error(ExitCode::unavailable,
-                  "cannot revoke {} at {}: {}: run cleanup again when Vault is reachable", what,
-                  config.address,
-                  r.status == 0 ? r.transport_error : fmt::format("HTTP {}", r.status));
-    }
-    // 400/403: the token (and with it its leases) expired or was revoked already.
-    util::log::debug("{} was already gone (HTTP {})", what, r.status);
-  };
-  std::vector<vault::Request> lease_reqs(leases.size());
-  for (std::size_t i = 0; i < leases.size(); ++i) {
-    lease_reqs[i].method = "PUT";
-    lease_reqs[i].path = "sys/leases/revoke";
-    lease_reqs[i].body = Secret(nlohmann::json{{"lease_id", leases[i]}}.dump());
-    lease_reqs[i].token = &token;
-  }
-  if (!lease_reqs.empty()) {
-    const auto responses = send(lease_reqs);
-    for (std::size_t i = 0; i < responses.size(); ++i) {
-      if (responses[i].status == 403 && revoke_token) {
-        // A token's default policy may not revoke leases by id; revoking the token below
-        // revokes every lease it created.
-        continue;
+      return true;
+    } catch (const Error& e) {
+      if (e.code() == ExitCode::unavailable || e.code() == ExitCode::config) {
+        throw Error(ExitCode::unavailable,
+                    "cannot revoke {}: {}; run cleanup again when Vault is reachable", what,
+                    e.what());
       }
-      check(responses[i], fmt::format("lease {}", i + 1));
+      // 400/403/404: the token (and with it its leases) expired or was revoked already, or a
+      // lease the token's policy may not revoke by id, which revoking the token ends too.
+      util::log::debug("{} not revoked by id ({})", what, e.what());
+      return false;
     }
+  };
+  for (std::size_t i = 0; i < leases.size(); ++i) {
+    attempt([&] { client.revoke_lease(leases[i]); }, fmt::format("lease {}", i + 1));
   }
   if (revoke_token) {
-    std::vector<vault::Request> reqs(1);
-    reqs[0].method = "POST";
-    reqs[0].path = "auth/token/revoke-self";
-    reqs[0].token = &token;
-    check(send(reqs)[0], "the Vault token");
+    attempt([&] { client.revoke_self(); }, "the Vault token");
   }
 }
 
@@ -255,6 +222,54 @@ struct Undo {
     }
   }
 };
+
+// Where the state file goes: DIR.state, beside DIR (docs/crunch-run-protocol.md).
+struct StateLocation {
+  int parent_fd = -1;
+  std::string name;
+  std::string path;
+};
+
+// Writes (or atomically replaces) the state file `cleanup` works from: the files and
+// directories prepare writes (listed before they exist: cleanup skips missing ones), the Vault
+// token and the leases. It holds no secret value. prepare writes it right after the login and
+// again after the reads, so that a prepare killed at any later point has recorded everything
+// it obtained for `cleanup`; `undo` then removes it when prepare fails without being killed.
+void write_state(const StateLocation& at, const std::string& uuid, const std::string& dir,
+                 const Plan& plan, Undo& undo) {
+  SecretJson state = SecretJson::object();
+  state["version"] = 1;
+  state["container_uuid"] = secure(uuid);
+  state["secrets_dir"] = secure(dir);
+  state["files"] = SecretJson::array();
+  for (const auto& f : plan.files) {
+    state["files"].push_back(secure(f.path));
+  }
+  state["dirs"] = SecretJson::array();
+  for (const auto& d : subdirs_of(plan)) {
+    state["dirs"].push_back(secure(d));
+  }
+  state["vault"] = vault_config_json(undo.config);
+  state["token"] = undo.token.reveal_string();
+  state["revoke_token"] = undo.revoke_token;
+  state["leases"] = SecretJson::array();
+  for (const auto& l : undo.leases) {
+    state["leases"].push_back(secure(l));
+  }
+  Secret text(state.dump());
+  util::wipe_json(state);
+  auto f = util::AtomicFile::create(at.parent_fd, at.name, 0600);
+  if (!f) {
+    throw Error(ExitCode::cannot_create, "state file {}: {}", at.path, f.error());
+  }
+  undo.state_file = at.path;
+  if (auto s = f->write_all(text.reveal()); !s) {
+    throw Error(ExitCode::cannot_create, "state file {}: {}", at.path, s.error());
+  }
+  if (auto s = f->commit(); !s) {
+    throw Error(ExitCode::cannot_create, "state file {}: {}", at.path, s.error());
+  }
+}
 
 std::string read_container_input(const std::string& from) {
   if (from == "-") {
@@ -572,6 +587,7 @@ int prepare_command(const PrepareOptions& o) {
   };
 
   Undo undo;
+  const StateLocation state{parent_fd.get(), state_name, state_file};
   std::vector<vault::Fetched> fetched;
   // Vault and the Arvados credentials API (with the launcher's ARVADOS_API_* settings) are
   // asked at the same time.
@@ -591,6 +607,9 @@ int prepare_command(const PrepareOptions& o) {
     login(client, auth, auth_env);
     undo.token = client.token();
     undo.revoke_token = method != AuthMethod::token;
+    // From here on a signal may end prepare at any moment: the state file records the token
+    // at once, and the leases as soon as they exist, for cleanup to revoke.
+    write_state(state, record.uuid, dir, plan, undo);
     std::vector<vault::ReadSpec> reads;
     for (const auto& f : plan.fetches) {
       reads.push_back(f.read);
@@ -600,6 +619,9 @@ int prepare_command(const PrepareOptions& o) {
       if (!f.lease_id.empty()) {
         undo.leases.push_back(f.lease_id);
       }
+    }
+    if (!undo.leases.empty()) {
+      write_state(state, record.uuid, dir, plan, undo);
     }
   });
   std::optional<Resolver> resolver;
@@ -617,7 +639,17 @@ int prepare_command(const PrepareOptions& o) {
   SecretJson file_list = SecretJson::array();
   if (!plan.files.empty()) {
     // In place: DIR is fresh for this container and the launcher bind-mounts it as it is.
+    // Signals wait while files are written, so that no temporary file (whose name the state
+    // file cannot know) is left; once all are written, the state file lists every one, and a
+    // signal that arrived meanwhile ends prepare, leaving them to cleanup.
+    BlockedSignals blocked;
     files.emplace(FileDelivery::write(plan, *resolver, SecretsDirOptions{dir, false, true}));
+    if (const int sig = blocked.pending()) {
+      files->keep();
+      undo.done = true;
+      blocked.die_of(sig);
+    }
+    blocked.restore();
     for (const auto& f : plan.files) {
       struct stat st {};
       if (::lstat((dir + "/" + f.path).c_str(), &st) != 0) {
@@ -634,40 +666,9 @@ int prepare_command(const PrepareOptions& o) {
     environment["CRUNCH_SECRETS_DIR"] = Secret(pr.container_secrets_dir);
   }
 
-  // The state file: what cleanup removes and revokes. It holds the token, never a value.
-  {
-    SecretJson state = SecretJson::object();
-    state["version"] = 1;
-    state["container_uuid"] = secure(record.uuid);
-    state["secrets_dir"] = secure(dir);
-    state["files"] = SecretJson::array();
-    for (const auto& f : plan.files) {
-      state["files"].push_back(secure(f.path));
-    }
-    state["dirs"] = SecretJson::array();
-    for (const auto& d : subdirs_of(plan)) {
-      state["dirs"].push_back(secure(d));
-    }
-    state["vault"] = vault_config_json(undo.config);
-    state["token"] = undo.token.reveal_string();
-    state["revoke_token"] = undo.revoke_token;
-    state["leases"] = SecretJson::array();
-    for (const auto& l : undo.leases) {
-      state["leases"].push_back(secure(l));
-    }
-    Secret text(state.dump());
-    util::wipe_json(state);
-    auto f = util::AtomicFile::create(parent_fd.get(), state_name, 0600);
-    if (!f) {
-      throw Error(ExitCode::cannot_create, "state file {}: {}", state_file, f.error());
-    }
-    undo.state_file = state_file;
-    if (auto s = f->write_all(text.reveal()); !s) {
-      throw Error(ExitCode::cannot_create, "state file {}: {}", state_file, s.error());
-    }
-    if (auto s = f->commit(); !s) {
-      throw Error(ExitCode::cannot_create, "state file {}: {}", state_file, s.error());
-    }
+  if (undo.state_file.empty()) {
+    // No Vault login: the state file still names the files for cleanup.
+    write_state(state, record.uuid, dir, plan, undo);
   }
 
   SecretJson result = SecretJson::object();

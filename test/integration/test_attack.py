@@ -149,15 +149,10 @@ def test_supervised_child_inherits_no_socket_of_the_supervisor(cs):
     assert not [l for l in fds if "socket:" in l], f"the child inherited sockets: {fds}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "prepare keeps the default SIGTERM action: a launcher shutting down while prepare waits on "
-    "Vault kills it after the login, so the Undo rollback never runs and no state file exists "
-    "yet — the token stays valid for its TTL with nothing for cleanup to revoke. Fix belongs to "
-    "the prepare design (write the state file right after login, or defer SIGTERM/SIGINT/SIGHUP "
-    "to a rollback); left to the prepare owner."))
 def test_prepare_killed_by_sigterm_after_login_leaves_no_valid_token(cs, bao, world):
     """SIGTERM while prepare waits for a read (after logging in with AppRole) must not leave a
-    valid token that no state file records."""
+    valid token that no state file records: prepare writes the state file right after its login
+    (test_prepare_signals.py covers SIGINT and the other points, and cleanup afterwards)."""
     u = urlparse(bao.addr)
     stall = Action(kind="stall_before", seconds=30, then=FORWARD)
     proxy = FaultProxy(u.hostname, u.port,
