@@ -2,6 +2,7 @@
 
 #include "crunchsecrets/util/error.hpp"
 #include "crunchsecrets/util/log.hpp"
+#include "crunchsecrets/util/text.hpp"
 #include "crunchsecrets/vault/client.hpp"
 
 #include <algorithm>
@@ -378,6 +379,10 @@ Client::fetch(const std::vector<std::string>& credentials, const Secret& token) 
                 "{}: ARVADOS_API_TOKEN is not set: Arvados credentials are read with a running "
                 "container's token (runtime_constraints API: true)",
                 all_refs);
+  }
+  // The token becomes an Authorization header: a line break would add headers of its own.
+  if (auto problem = util::credential_problem(token.reveal())) {
+    throw Error(ExitCode::config, "{}: ARVADOS_API_TOKEN {}", all_refs, *problem);
   }
 
   // Round trip 1: which container the token belongs to, and the public fields of every

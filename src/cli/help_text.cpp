@@ -38,10 +38,10 @@ std::string exit_code_meaning(ExitCode code) {
     return "permission denied (403) with a valid token; ask the Vault admin for a policy granting "
            "read on the path";
   case ExitCode::config:
-    return "configuration: no Vault address, no usable auth method, a TLS certificate that "
-           "fails verification or a CA/client certificate file that cannot be used, https:// "
-           "on a plain-HTTP server or http:// on a TLS server (not retried); set VAULT_ADDR, "
-           "VAULT_CACERT or credentials";
+    return "configuration: no Vault address, no usable auth method, a credential that is not "
+           "one line of printable characters, a TLS certificate that fails verification or a "
+           "CA/client certificate file that cannot be used, https:// on a plain-HTTP server or "
+           "http:// on a TLS server (not retried); set VAULT_ADDR, VAULT_CACERT or credentials";
   case ExitCode::not_found:
     return "secret, key or version not found (404, deleted or destroyed version, missing key); "
            "check the path, key and version";

@@ -3,6 +3,7 @@
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/util/fs.hpp"
 #include "crunchsecrets/util/log.hpp"
+#include "crunchsecrets/util/text.hpp"
 
 #include <sys/stat.h>
 
@@ -17,23 +18,12 @@ bool has(const vault::EnvLookup& env, const char* name) {
   return v && !v->empty();
 }
 
-// Reads a credential from `path`, or from standard input when `path` is "-" (the convention of
-// the Vault CLI and of most Unix tools), so that it never has to be stored in a file.
-Secret from_file(const std::string& path, const std::string& what) {
-  auto text = value_or_throw(util::read_secret_file(path == "-" ? "/dev/stdin" : path),
-                             ExitCode::no_input, "{}: {}: check the path", what);
-  if (text.empty()) {
-    throw Error(ExitCode::config, "{} {} is empty", what,
-                path == "-" ? std::string("(standard input)") : "file " + path);
-  }
-  return Secret(std::move(text));
-}
-
 Secret from_env(const vault::EnvLookup& env, std::initializer_list<const char*> names) {
   for (const char* n : names) {
     if (auto v = env(n); v && !v->empty()) {
       Secret s(*v);
       util::wipe(v->data(), v->size());
+      require_credential(s, n);
       return s;
     }
   }
@@ -42,8 +32,9 @@ Secret from_env(const vault::EnvLookup& env, std::initializer_list<const char*> 
 
 // The wrapping token of `--auth wrapped`, for a login and for `check --online` alike.
 Secret wrapping_token(const AuthOptions& o, const vault::EnvLookup& env) {
-  Secret w = !o.wrapped_token_file.empty() ? from_file(o.wrapped_token_file, "--wrapped-token-file")
-                                           : from_env(env, {"CRUNCH_SECRETS_WRAPPED_TOKEN"});
+  Secret w = !o.wrapped_token_file.empty()
+                 ? read_credential(o.wrapped_token_file, "--wrapped-token-file")
+                 : from_env(env, {"CRUNCH_SECRETS_WRAPPED_TOKEN"});
   if (w.empty()) {
     throw Error(ExitCode::config, "--auth wrapped: pass --wrapped-token-file or set "
                                   "CRUNCH_SECRETS_WRAPPED_TOKEN");
@@ -52,6 +43,29 @@ Secret wrapping_token(const AuthOptions& o, const vault::EnvLookup& env) {
 }
 
 } // namespace
+
+void require_credential(const Secret& value, const std::string& source) {
+  if (auto problem = util::credential_problem(value.reveal())) {
+    throw Error(ExitCode::config,
+                "{}: the credential {}: a token, role id or secret id is one line of printable "
+                "characters (a file may end with one newline, not CRLF); check how it was written",
+                source, *problem);
+  }
+}
+
+Secret read_credential(const std::string& path, const std::string& what) {
+  auto text = value_or_throw(util::read_secret_file(path == "-" ? "/dev/stdin" : path),
+                             ExitCode::no_input, "{}: {}: check the path", what);
+  const std::string source =
+      path == "-" ? what + " - (standard input)" : fmt::format("{} {}", what, path);
+  if (text.empty()) {
+    throw Error(ExitCode::config, "{} {} is empty", what,
+                path == "-" ? std::string("(standard input)") : "file " + path);
+  }
+  Secret s(std::move(text));
+  require_credential(s, source);
+  return s;
+}
 
 std::string vault_token_helper_file(const vault::EnvLookup& env) {
   auto home = env("HOME");
@@ -76,6 +90,7 @@ AuthOptions merge_auth(AuthOptions o, const Manifest* manifest, const vault::Env
     if (!a.role.empty()) {
       if (approle && o.role_id.empty() && o.role_id_file.empty()) {
         o.role_id = a.role;
+        o.role_id_source = "the manifest's auth.role";
       } else if (!approle && o.arvados_role.empty()) {
         o.arvados_role = a.role;
       }
@@ -95,6 +110,7 @@ AuthOptions merge_auth(AuthOptions o, const Manifest* manifest, const vault::Env
   if (o.role_id.empty() && o.role_id_file.empty()) {
     if (auto r = env("CRUNCH_SECRETS_ROLE_ID"); r && !r->empty()) {
       o.role_id = *r;
+      o.role_id_source = "CRUNCH_SECRETS_ROLE_ID";
     }
   }
   return o;
@@ -132,12 +148,12 @@ AuthMethod choose_method(const AuthOptions& o, const vault::EnvLookup& env) {
 namespace {
 
 void login_token(vault::Client& client, const AuthOptions& o, const vault::EnvLookup& env) {
-  Secret token = !o.token_file.empty() ? from_file(o.token_file, "--token-file")
+  Secret token = !o.token_file.empty() ? read_credential(o.token_file, "--token-file")
                                        : from_env(env, {"BAO_TOKEN", "VAULT_TOKEN"});
   // As the Vault CLI does: the token helper's file when no token was given otherwise.
   if (const std::string helper = vault_token_helper_file(env); token.empty() && !helper.empty()) {
     util::log::debug("using the token in {}", helper);
-    token = from_file(helper, "the Vault token file");
+    token = read_credential(helper, "the Vault token file");
   }
   if (token.empty()) {
     throw Error(ExitCode::config, "--auth token: set VAULT_TOKEN (or BAO_TOKEN), write "
@@ -151,18 +167,25 @@ void login_wrapped(vault::Client& client, const AuthOptions& o, const vault::Env
   // The wrapping token may hold an AppRole secret id; the role id is then needed too.
   Secret role_id;
   if (!o.role_id_file.empty()) {
-    role_id = from_file(o.role_id_file, "--role-id-file");
+    role_id = read_credential(o.role_id_file, "--role-id-file");
   } else if (!o.role_id.empty()) {
     role_id = Secret(o.role_id);
+    require_credential(role_id, o.role_id_source);
   }
   client.login_wrapped(w, o.approle_mount, role_id);
 }
 
 void login_approle(vault::Client& client, const AuthOptions& o, const vault::EnvLookup& env) {
-  Secret role_id =
-      !o.role_id_file.empty() ? from_file(o.role_id_file, "--role-id-file") : Secret(o.role_id);
-  Secret secret_id = !o.secret_id_file.empty() ? from_file(o.secret_id_file, "--secret-id-file")
-                                               : from_env(env, {"CRUNCH_SECRETS_SECRET_ID"});
+  Secret role_id;
+  if (!o.role_id_file.empty()) {
+    role_id = read_credential(o.role_id_file, "--role-id-file");
+  } else {
+    role_id = Secret(o.role_id);
+    require_credential(role_id, o.role_id_source);
+  }
+  Secret secret_id = !o.secret_id_file.empty()
+                         ? read_credential(o.secret_id_file, "--secret-id-file")
+                         : from_env(env, {"CRUNCH_SECRETS_SECRET_ID"});
   if (role_id.empty() || secret_id.empty()) {
     throw Error(ExitCode::config, "--auth approle needs a role id (--role-id, --role-id-file or "
                                   "CRUNCH_SECRETS_ROLE_ID) and a secret id (--secret-id-file or "
@@ -173,7 +196,7 @@ void login_approle(vault::Client& client, const AuthOptions& o, const vault::Env
 
 void login_arvados(vault::Client& client, const AuthOptions& o, const vault::EnvLookup& env) {
   Secret token = !o.arvados_token_file.empty()
-                     ? from_file(o.arvados_token_file, "--arvados-token-file")
+                     ? read_credential(o.arvados_token_file, "--arvados-token-file")
                      : from_env(env, {"ARVADOS_API_TOKEN"});
   if (token.empty()) {
     throw Error(ExitCode::config, "--auth arvados: ARVADOS_API_TOKEN is not set (run the "

@@ -1,6 +1,7 @@
 #include "crunchsecrets/core/credentials.hpp"
 
 #include "crunchsecrets/arvados/curl_transport.hpp"
+#include "crunchsecrets/core/auth.hpp"
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/util/fs.hpp"
 #include "crunchsecrets/util/log.hpp"
@@ -29,9 +30,11 @@ CredentialValues fetch_credentials(const Plan& plan, const vault::EnvLookup& env
       throw Error(ExitCode::no_input, "--arvados-token-file: {}: check the path", t.error());
     }
     token = util::Secret(std::move(*t));
+    require_credential(token, "--arvados-token-file " + token_file);
   } else if (auto t = env("ARVADOS_API_TOKEN"); t && !t->empty()) {
     token = util::Secret(*t);
     util::wipe(t->data(), t->size());
+    require_credential(token, "ARVADOS_API_TOKEN");
   }
   arvados::CurlTransport transport(config);
   arvados::Client client(config, transport, deadline, static_cast<long long>(std::time(nullptr)));

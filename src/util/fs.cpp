@@ -327,9 +327,10 @@ Result<SecureString> read_secret_file(const std::string& path) {
   if (!r) {
     return r;
   }
+  // Only the file's own line end goes: anything else around the credential is the caller's to
+  // judge (util::credential_problem), not to repair silently.
   SecureString& s = *r;
-  while (!s.empty() &&
-         (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) {
+  if (!s.empty() && s.back() == '\n') {
     s.back() = '\0';
     s.pop_back();
   }

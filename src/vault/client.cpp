@@ -2,6 +2,7 @@
 
 #include "crunchsecrets/util/error.hpp"
 #include "crunchsecrets/util/log.hpp"
+#include "crunchsecrets/util/text.hpp"
 
 #include <algorithm>
 #include <thread>
@@ -393,6 +394,13 @@ void Client::take_auth(const Response& r, const std::string& what) {
     throw Error(ExitCode::protocol, "{}: Vault's answer has no auth.client_token", what);
   }
   m_token = Secret(token->get<SecretJson::string_t>());
+  // The token goes into the X-Vault-Token header of every later request: an answer whose token
+  // would break that header (a hostile or broken server) is refused.
+  if (auto problem = util::credential_problem(m_token.reveal())) {
+    util::wipe_json(j);
+    m_token = Secret();
+    throw Error(ExitCode::protocol, "{}: the client_token in Vault's answer {}", what, *problem);
+  }
   if (j["auth"].contains("policies") && j["auth"]["policies"].is_array()) {
     std::string policies;
     for (const auto& p : j["auth"]["policies"]) {
@@ -409,6 +417,11 @@ void Client::take_auth(const Response& r, const std::string& what) {
 void Client::use_token(Secret token) {
   if (token.empty()) {
     throw Error(ExitCode::config, "the Vault token is empty");
+  }
+  // Core checks every credential where it reads it, naming the source; this is the last line
+  // before the token becomes an X-Vault-Token header.
+  if (auto problem = util::credential_problem(token.reveal())) {
+    throw Error(ExitCode::config, "the Vault token {}", *problem);
   }
   m_token = std::move(token);
   m_credentials.push_back(m_token);
@@ -443,6 +456,9 @@ void Client::login_approle(const std::string& mount, const Secret& role_id,
 
 void Client::login_wrapped(const Secret& wrapping_token, const std::string& approle_mount,
                            const Secret& role_id) {
+  if (auto problem = util::credential_problem(wrapping_token.reveal())) {
+    throw Error(ExitCode::config, "the response-wrapping token {}", *problem);
+  }
   m_credentials.push_back(wrapping_token);
   std::vector<Request> req(1);
   req[0].method = "POST";

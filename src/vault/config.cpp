@@ -2,6 +2,7 @@
 
 #include "crunchsecrets/util/duration.hpp"
 #include "crunchsecrets/util/error.hpp"
+#include "crunchsecrets/util/text.hpp"
 
 namespace cs::vault {
 
@@ -93,6 +94,11 @@ Config config_from_env(const EnvLookup& env) {
     c.tls.skip_verify = parse_bool(v->first, v->second);
   }
   if (auto v = lookup(env, "NAMESPACE")) {
+    // Sent as the X-Vault-Namespace header: a line break would add headers of its own.
+    if (auto problem = util::credential_problem(v->first)) {
+      throw Error(ExitCode::config, "{} {}: a namespace is one line of printable characters",
+                  v->second, *problem);
+    }
     c.vault_namespace = v->first;
   }
   if (auto v = lookup(env, "CLIENT_TIMEOUT")) {

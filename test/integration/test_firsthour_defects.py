@@ -31,6 +31,12 @@ from harness import CANARIES, FaultProxy, http_json
 from test_arvados_source import arvs, env_for  # noqa: F401 (fixture)
 
 RUN = ["run", "--no-manifest", "--", "{probe}"]
+
+
+def todo(defect: str):
+    """A defect reproduced here and not fixed yet: the test must fail until the fix lands with
+    this marker removed."""
+    return pytest.mark.xfail(strict=True, reason=f"{defect}: not fixed yet")
 REF = {"X": "vault:secret/data/app#password"}
 
 # Characters of a terminal escape sequence and of invalid UTF-8, which no log line may carry raw.
@@ -208,6 +214,7 @@ def no_default_token(bao) -> str:
     return CANARIES.add("token without the default policy", resp["auth"]["client_token"])
 
 
+@todo("D1")
 def test_d1_token_without_default_policy_is_not_called_invalid(cs, world):
     token = no_default_token(cs.bao)
     # It is valid: it reads what its policy allows.
@@ -222,6 +229,7 @@ def test_d1_token_without_default_policy_is_not_called_invalid(cs, world):
     assert r.code == 77 and "the token is valid but no policy grants read" in r.err, r.describe()
 
 
+@todo("D1")
 def test_d1_check_online_with_a_refused_token_does_not_blame_the_endpoint(cs):
     token = no_default_token(cs.bao)
     for tok in (token, "not-a-valid-token"):
@@ -259,7 +267,8 @@ def test_d2_https_on_plain_http_every_method(cs, world, method):
     assert "speaks plain HTTP" in r.err and cs.bao.addr in r.err, r.describe()
 
 
-@pytest.mark.parametrize("method", ["token", "approle", "wrapped", "arvados"])
+@pytest.mark.parametrize("method", ["token", pytest.param("approle", marks=todo("D2")), "wrapped",
+                                    pytest.param("arvados", marks=todo("D2"))])
 def test_d2_http_on_tls_every_method(cs_tls, bao_tls, method):
     args, env, single_use = login_env(method, bao_tls.world, bao_tls)
     r = cs_tls.run(["run", "--no-manifest", *args, "--", "{probe}"],
@@ -276,6 +285,7 @@ def test_d2_http_on_tls_every_method(cs_tls, bao_tls, method):
 # --- D3: check --online and a wrapped AppRole secret id ---------------------------------------
 
 
+@todo("D3")
 def test_d3_check_online_wrapped_secret_id_without_role_id(cs, world):
     resp = cs.bao.api("POST", "auth/approle/role/test/secret-id", headers={"X-Vault-Wrap-TTL": "300s"})
     wrapping = CANARIES.add("D3 wrapped secret id", resp["wrap_info"]["token"])
@@ -322,6 +332,7 @@ def nasty_runs(cs, fmt: str):
         proxy.close()
 
 
+@todo("D5")
 def test_d5_json_lines_are_valid_utf8_json(cs):
     for r in nasty_runs(cs, "json"):
         assert r.code != 0, r.describe()
@@ -331,6 +342,7 @@ def test_d5_json_lines_are_valid_utf8_json(cs):
             assert not C0_RAW.search(line) and not C1_RAW.search(line), r.describe()
 
 
+@todo("D5")
 def test_d5_check_json_output_is_valid_utf8(cs):
     r = cs.run(["check", "--no-manifest", "--json"], {"N\udcff\x1b": "vault:secret/data/app#password"})
     assert r.code == 0, r.describe()
@@ -338,6 +350,7 @@ def test_d5_check_json_output_is_valid_utf8(cs):
     assert plan, r.describe()
 
 
+@todo("D6")
 def test_d6_text_lines_escape_control_characters(cs):
     for r in nasty_runs(cs, "text"):
         assert r.code != 0, r.describe()
@@ -353,6 +366,7 @@ def test_d6_text_lines_escape_control_characters(cs):
 # --- D7: -q / -v win over an invalid CRUNCH_SECRETS_LOG_LEVEL ----------------------------------
 
 
+@todo("D7")
 def test_d7_flags_win_over_an_invalid_log_level_variable(cs):
     env = dict(REF, CRUNCH_SECRETS_LOG_LEVEL="loud")
     r = cs.run(["run", "--no-manifest", "-q", "--", "{probe}"], env)
@@ -371,6 +385,7 @@ def test_d7_flags_win_over_an_invalid_log_level_variable(cs):
 # --- D8: small ones ------------------------------------------------------------------------------
 
 
+@todo("D8")
 def test_d8_no_doubled_word_for_empty_token_files(cs):
     home = cs.tmpfs_dir("cs-home-")
     (home / ".vault-token").write_text("")
@@ -383,6 +398,7 @@ def test_d8_no_doubled_word_for_empty_token_files(cs):
     assert "file file" not in r.err, r.describe()
 
 
+@todo("D8")
 def test_d8_wrapped_token_file_stdin_works_and_is_documented(cs, world):
     r = cs.run(["run", "--no-manifest", "--wrapped-token-file", "-", "--", "{probe}"], dict(REF), token=None,
                stdin=(world.wrapped_token() + "\n").encode())
@@ -393,6 +409,7 @@ def test_d8_wrapped_token_file_stdin_works_and_is_documented(cs, world):
         assert "standard input" in line, f"--help does not say {option} - reads standard input: {line!r}"
 
 
+@todo("D8")
 def test_d8_token_file_stdin_is_bounded_by_wait(cs):
     rfd, wfd = os.pipe()  # the writer never closes: standard input never ends
     try:
@@ -411,6 +428,7 @@ def test_d8_token_file_stdin_is_bounded_by_wait(cs):
 @pytest.mark.parametrize("var", ["CRUNCH_SECRETS_WAIT", "CRUNCH_SECRETS_AUTH", "CRUNCH_SECRETS_LOG_FORMAT",
                                  "VAULT_CLIENT_TIMEOUT", "VAULT_SKIP_VERIFY", "VAULT_MAX_RETRIES",
                                  "CRUNCH_SECRETS_ARGV", "VAULT_ADDR"])
+@todo("D8")
 def test_d8_long_values_are_not_echoed_whole(cs, var):
     value = "A" * 100_000
     r = cs.run(RUN, dict(REF, **{var: value}))
@@ -419,6 +437,7 @@ def test_d8_long_values_are_not_echoed_whole(cs, var):
     assert len(r.stderr) < 1000, f"{len(r.stderr)} bytes of stderr for one error"
 
 
+@todo("D8")
 def test_d8_unknown_option_is_named(cs):
     for args in (["--log-format", "json", "--bogus"], ["--bogus"], ["--bogus", "run", "--", "{probe}"]):
         r = cs.run(args, dict(REF), wait=None)

@@ -12,6 +12,8 @@ struct AuthOptions {
   AuthMethod method = AuthMethod::automatic;
   std::string token_file;
   std::string role_id;
+  // Where `role_id` came from, for messages: the option, the manifest or the variable.
+  std::string role_id_source = "--role-id";
   std::string role_id_file;
   std::string secret_id_file;
   std::string approle_mount = "approle";
@@ -20,6 +22,16 @@ struct AuthOptions {
   std::string arvados_mount = "arvados";
   std::string arvados_token_file;
 };
+
+// Throws a configuration error naming `source` (never the value) when `value` cannot be a
+// credential: a line break in it would inject an HTTP header, a NUL cut it short
+// (util::credential_problem). Every credential is checked before any request is made.
+void require_credential(const util::Secret& value, const std::string& source);
+
+// Reads a credential from the file `path`, or from standard input when `path` is "-" (the
+// convention of the Vault CLI and of most Unix tools, so that it need not be stored in a file),
+// and checks it with `require_credential`; `what` names the option for messages.
+util::Secret read_credential(const std::string& path, const std::string& what);
 
 // Fills unset options from the manifest's `auth:` block and the environment.
 AuthOptions merge_auth(AuthOptions options, const Manifest* manifest, const vault::EnvLookup& env);

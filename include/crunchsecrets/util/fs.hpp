@@ -95,7 +95,8 @@ bool is_unlocked_dir(int dirfd, const std::string& name);
 // Reads a whole (small) file into a string; used for manifests and template files.
 Result<std::string> read_file(const std::string& path);
 
-// Reads a file holding a credential (token, secret id); trailing white space is dropped.
+// Reads a file holding a credential (token, secret id); one trailing newline, the file's line
+// end, is dropped, and nothing else.
 Result<SecureString> read_secret_file(const std::string& path);
 
 } // namespace cs::util
