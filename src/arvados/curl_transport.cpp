@@ -2,7 +2,6 @@
 
 #include "crunchsecrets/util/error.hpp"
 #include "crunchsecrets/vault/curl_transport.hpp"
-#include "cs_version.h"
 
 #include <algorithm>
 #include <cstring>
@@ -17,16 +16,6 @@ namespace {
 void global_init() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-// Wipes header strings (one carries the token) before freeing them.
-void free_headers(curl_slist* list) {
-  for (curl_slist* p = list; p != nullptr; p = p->next) {
-    if (p->data != nullptr) {
-      util::wipe(p->data, std::strlen(p->data));
-    }
-  }
-  curl_slist_free_all(list);
 }
 
 size_t on_body(char* data, size_t size, size_t nmemb, void* user) {
@@ -70,53 +59,17 @@ std::size_t CurlTransport::requests_sent() const {
 
 namespace {
 
-// One request in flight; the destructor removes the easy handle from the multi handle, frees
-// it, and wipes the headers (one carries the token).
-class Transfer {
-public:
-  Transfer() = default;
-  Transfer(const Transfer&) = delete;
-  Transfer& operator=(const Transfer&) = delete;
-  ~Transfer() {
-    if (easy != nullptr) {
-      if (multi != nullptr) {
-        curl_multi_remove_handle(multi, easy);
-      }
-      curl_easy_cleanup(easy);
-    }
-    free_headers(headers);
-  }
+using vault::CurlTransfer;
 
-  CURLM* multi = nullptr; // set once the handle is added
-  CURL* easy = nullptr;
-  curl_slist* headers = nullptr;
-  char errbuf[CURL_ERROR_SIZE] = {};
-  std::string url;
-  bool done = false;
-};
-
-// Prepares `t` for GET `url` with `token`, its answer going to `response`. Returns false (with
-// the response's transport_error set) when libcurl cannot create a handle.
-bool make_transfer(Transfer& t, std::string url, const util::Secret& token, Response& response,
-                   std::size_t index, const Config& config, long timeout_ms,
-                   const std::string& user_agent) {
-  t.easy = curl_easy_init();
-  if (t.easy == nullptr) {
+// Prepares `t` for GET `url` with `token`, its answer going to `response`. Returns false (with the
+// response's transport_error set) when libcurl cannot create a handle.
+bool make_transfer(CurlTransfer& t, std::string url, const util::Secret& token, Response& response,
+                   std::size_t index, const Config& config, long timeout_ms) {
+  // Arvados is always spoken over https; never follow a redirect elsewhere.
+  if (!t.open(std::move(url), "https", timeout_ms, true, index)) {
     response.transport_error = "cannot create a libcurl handle";
     return false;
   }
-  t.url = std::move(url);
-  curl_easy_setopt(t.easy, CURLOPT_URL, t.url.c_str());
-  // Arvados is always spoken over https; never follow a redirect elsewhere.
-  curl_easy_setopt(t.easy, CURLOPT_PROTOCOLS_STR, "https");
-  curl_easy_setopt(t.easy, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(t.easy, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(t.easy, CURLOPT_TIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(t.easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(t.easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
-  curl_easy_setopt(t.easy, CURLOPT_PIPEWAIT, 1L);
-  curl_easy_setopt(t.easy, CURLOPT_USERAGENT, user_agent.c_str());
-  curl_easy_setopt(t.easy, CURLOPT_ERRORBUFFER, t.errbuf);
   curl_easy_setopt(t.easy, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(t.easy, CURLOPT_WRITEDATA, &response.body);
   if (!config.ca_file.empty()) {
@@ -128,16 +81,14 @@ bool make_transfer(Transfer& t, std::string url, const util::Secret& token, Resp
   }
   util::SecureString h = "Authorization: Bearer ";
   h.append(token.reveal().data(), token.size());
-  t.headers = curl_slist_append(t.headers, h.c_str());
+  t.add_header(h.c_str());
   util::wipe_string(h);
-  t.headers = curl_slist_append(t.headers, "Accept: application/json");
-  curl_easy_setopt(t.easy, CURLOPT_HTTPHEADER, t.headers);
-  curl_easy_setopt(t.easy, CURLOPT_PRIVATE, reinterpret_cast<char*>(index));
+  t.add_header("Accept: application/json");
   return true;
 }
 
 // Moves every finished transfer's outcome into `responses`.
-void collect_done(CURLM* multi, std::vector<Transfer>& transfers,
+void collect_done(CURLM* multi, std::vector<CurlTransfer>& transfers,
                   std::vector<Response>& responses) {
   int msgs = 0;
   while (CURLMsg* msg = curl_multi_info_read(multi, &msgs)) {
@@ -153,8 +104,7 @@ void collect_done(CURLM* multi, std::vector<Transfer>& transfers,
       continue;
     }
     responses[i].status = 0;
-    responses[i].transport_error =
-        transfers[i].errbuf[0] != '\0' ? transfers[i].errbuf : curl_easy_strerror(msg->data.result);
+    responses[i].transport_error = transfers[i].error_text(msg->data.result);
     responses[i].permanent = vault::is_permanent(msg->data.result);
     util::wipe_string(responses[i].body);
   }
@@ -166,20 +116,18 @@ std::vector<Response> CurlTransport::get_all(const std::vector<std::string>& pat
                                              const util::Secret& token,
                                              Clock::time_point deadline) {
   std::vector<Response> responses(paths.size());
-  std::vector<Transfer> transfers(paths.size());
+  std::vector<CurlTransfer> transfers(paths.size());
   const long remaining_ms = std::max<long>(
       1,
       static_cast<long>(
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count()));
   const long timeout_ms =
       std::min<long>(remaining_ms, static_cast<long>(m_impl->config.client_timeout.count()));
-  const std::string user_agent = fmt::format("crunch-secrets/{}", CS_VERSION);
   for (std::size_t i = 0; i < paths.size(); ++i) {
     if (make_transfer(transfers[i],
                       fmt::format("{}/arvados/v1/{}", m_impl->config.base_url, paths[i]), token,
-                      responses[i], i, m_impl->config, timeout_ms, user_agent)) {
-      curl_multi_add_handle(m_impl->multi, transfers[i].easy);
-      transfers[i].multi = m_impl->multi;
+                      responses[i], i, m_impl->config, timeout_ms)) {
+      transfers[i].start(m_impl->multi);
       ++m_impl->sent;
     } else {
       transfers[i].done = true;
@@ -189,11 +137,7 @@ std::vector<Response> CurlTransport::get_all(const std::vector<std::string>& pat
   do {
     const CURLMcode mc = curl_multi_perform(m_impl->multi, &running);
     if (mc != CURLM_OK) {
-      std::vector<bool> done(transfers.size());
-      for (std::size_t i = 0; i < transfers.size(); ++i) {
-        done[i] = transfers[i].done;
-      }
-      vault::fail_unfinished(responses, done,
+      vault::fail_unfinished(responses, vault::done_flags(transfers),
                              fmt::format("libcurl failed: {}", curl_multi_strerror(mc)));
       break;
     }

@@ -89,6 +89,15 @@ struct CurlTransport::Impl {
   std::string base_url;
   std::string connect_to;
   curl_slist* connect_to_list = nullptr;
+
+  // Prepares `t` for `rq`, its answer going to `response`. False (with the response's
+  // transport_error set) when libcurl cannot create a handle.
+  bool make_transfer(CurlTransfer& t, const Request& rq, Response& response, std::size_t index,
+                     long timeout_ms) const;
+  // The Vault headers (request marker, namespace, token) and the method with its body.
+  void add_headers(CurlTransfer& t, const Request& rq) const;
+  // Moves every finished transfer's outcome into `responses`; counts connections.
+  void collect_done(std::vector<CurlTransfer>& transfers, std::vector<Response>& responses);
 };
 
 CurlTransport::CurlTransport(const Config& config) : m_impl(std::make_unique<Impl>()) {
@@ -173,157 +182,199 @@ void fail_unfinished(std::vector<Response>& responses, const std::vector<bool>& 
   }
 }
 
+CurlTransfer::~CurlTransfer() {
+  if (easy != nullptr) {
+    if (multi != nullptr) {
+      curl_multi_remove_handle(multi, easy);
+    }
+    curl_easy_cleanup(easy);
+  }
+  free_headers(headers);
+}
+
+bool CurlTransfer::open(std::string transfer_url, const char* protocols, long timeout_ms,
+                        bool pipewait, std::size_t index) {
+  easy = curl_easy_init();
+  if (easy == nullptr) {
+    return false;
+  }
+  url = std::move(transfer_url);
+  static const std::string user_agent = fmt::format("crunch-secrets/{}", CS_VERSION);
+  curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, protocols);
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
+  curl_easy_setopt(easy, CURLOPT_PIPEWAIT, pipewait ? 1L : 0L);
+  curl_easy_setopt(easy, CURLOPT_USERAGENT, user_agent.c_str());
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(easy, CURLOPT_SOCKOPTFUNCTION, close_on_exec);
+  curl_easy_setopt(easy, CURLOPT_PRIVATE, reinterpret_cast<char*>(index));
+  return true;
+}
+
+void CurlTransfer::add_header(const char* line) {
+  headers = curl_slist_append(headers, line);
+}
+
+void CurlTransfer::start(CURLM* m) {
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+  curl_multi_add_handle(m, easy);
+  multi = m;
+}
+
+const char* CurlTransfer::error_text(CURLcode code) const {
+  return errbuf[0] != '\0' ? errbuf : curl_easy_strerror(code);
+}
+
+std::vector<bool> done_flags(const std::vector<CurlTransfer>& transfers) {
+  std::vector<bool> done(transfers.size());
+  for (std::size_t i = 0; i < transfers.size(); ++i) {
+    done[i] = transfers[i].done;
+  }
+  return done;
+}
+
+namespace {
+
+// Fills `response` for a transfer that ended with `code` (not CURLE_OK).
+void transfer_failed(const CurlTransfer& t, CURLcode code, Response& response) {
+  response.status = 0;
+  response.transport_error = t.error_text(code);
+  if (response.too_large) {
+    response.transport_error =
+        fmt::format("the response is too large (over {} MiB)", k_max_body / (1024 * 1024));
+    response.permanent = true;
+  }
+  switch (code) {
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY:
+  case CURLE_COULDNT_CONNECT:
+  case CURLE_SSL_CONNECT_ERROR:
+    // No connection (or no TLS session over it), so no byte of the request was sent.
+    response.not_sent = true;
+    break;
+  default:
+    break;
+  }
+  if (is_permanent(code)) {
+    response.permanent = true;
+  }
+  util::wipe_string(response.body);
+}
+
+} // namespace
+
+bool CurlTransport::Impl::make_transfer(CurlTransfer& t, const Request& rq, Response& response,
+                                        std::size_t index, long timeout_ms) const {
+  // Over TLS, wait for the first connection to learn whether it multiplexes (HTTP/2); plain
+  // HTTP/1.1 has no multiplexing, so there parallel reads use parallel connections.
+  if (!t.open(fmt::format("{}/v1/{}", base_url, rq.path), "http,https", timeout_ms, https, index)) {
+    response.transport_error = "cannot create a libcurl handle";
+    return false;
+  }
+  curl_easy_setopt(t.easy, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(t.easy, CURLOPT_WRITEDATA, &response);
+  const TlsConfig& tls = config.tls;
+  if (!tls.ca_cert.empty()) {
+    curl_easy_setopt(t.easy, CURLOPT_CAINFO, tls.ca_cert.c_str());
+  }
+  if (!tls.ca_path.empty()) {
+    curl_easy_setopt(t.easy, CURLOPT_CAPATH, tls.ca_path.c_str());
+  }
+  if (!tls.client_cert.empty()) {
+    curl_easy_setopt(t.easy, CURLOPT_SSLCERT, tls.client_cert.c_str());
+  }
+  if (!tls.client_key.empty()) {
+    curl_easy_setopt(t.easy, CURLOPT_SSLKEY, tls.client_key.c_str());
+  }
+  if (tls.skip_verify) {
+    curl_easy_setopt(t.easy, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(t.easy, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (connect_to_list != nullptr) {
+    curl_easy_setopt(t.easy, CURLOPT_CONNECT_TO, connect_to_list);
+  }
+  add_headers(t, rq);
+  return true;
+}
+
+void CurlTransport::Impl::add_headers(CurlTransfer& t, const Request& rq) const {
+  t.add_header("X-Vault-Request: true");
+  if (!config.vault_namespace.empty()) {
+    t.add_header(fmt::format("X-Vault-Namespace: {}", config.vault_namespace).c_str());
+  }
+  if (rq.token != nullptr) {
+    util::SecureString h = "X-Vault-Token: ";
+    h.append(rq.token->reveal().data(), rq.token->size());
+    t.add_header(h.c_str());
+    util::wipe_string(h);
+  }
+  if (rq.method == "POST" || rq.method == "PUT") {
+    t.add_header("Content-Type: application/json");
+    curl_easy_setopt(t.easy, CURLOPT_CUSTOMREQUEST, rq.method.c_str());
+    curl_easy_setopt(t.easy, CURLOPT_POSTFIELDS, rq.body.reveal().data());
+    curl_easy_setopt(t.easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(rq.body.size()));
+  } else if (rq.method != "GET") {
+    curl_easy_setopt(t.easy, CURLOPT_CUSTOMREQUEST, rq.method.c_str());
+  }
+}
+
+void CurlTransport::Impl::collect_done(std::vector<CurlTransfer>& transfers,
+                                       std::vector<Response>& responses) {
+  int msgs = 0;
+  while (CURLMsg* msg = curl_multi_info_read(multi, &msgs)) {
+    if (msg->msg != CURLMSG_DONE) {
+      continue;
+    }
+    char* priv = nullptr;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+    const auto i = reinterpret_cast<std::size_t>(priv);
+    transfers[i].done = true;
+    long new_connections = 0;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_NUM_CONNECTS, &new_connections);
+    connections += static_cast<std::size_t>(new_connections);
+    if (msg->data.result == CURLE_OK) {
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &responses[i].status);
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_HTTP_VERSION, &http_version);
+    } else {
+      transfer_failed(transfers[i], msg->data.result, responses[i]);
+    }
+  }
+}
+
 std::vector<Response> CurlTransport::perform(const std::vector<const Request*>& requests,
                                              Clock::time_point /*deadline*/) {
-  struct Transfer {
-    CURL* easy = nullptr;
-    curl_slist* headers = nullptr;
-    char errbuf[CURL_ERROR_SIZE] = {};
-    std::string url;
-  };
   std::vector<Response> responses(requests.size());
-  std::vector<Transfer> transfers(requests.size());
+  std::vector<CurlTransfer> transfers(requests.size());
   // Every attempt gets the whole client timeout, as Vault's client gives it: cutting it to what
   // is left of --wait would fail a healthy but distant Vault (--wait bounds retrying only).
   const long timeout_ms =
       std::max<long>(1, static_cast<long>(m_impl->config.client_timeout.count()));
-  const TlsConfig& tls = m_impl->config.tls;
-  const std::string user_agent = fmt::format("crunch-secrets/{}", CS_VERSION);
-
   for (std::size_t i = 0; i < requests.size(); ++i) {
-    const Request& rq = *requests[i];
-    Transfer& t = transfers[i];
-    t.easy = curl_easy_init();
-    if (t.easy == nullptr) {
-      responses[i].transport_error = "cannot create a libcurl handle";
-      continue;
+    if (m_impl->make_transfer(transfers[i], *requests[i], responses[i], i, timeout_ms)) {
+      transfers[i].start(m_impl->multi);
+      ++m_impl->sent;
+    } else {
+      transfers[i].done = true;
     }
-    t.url = fmt::format("{}/v1/{}", m_impl->base_url, rq.path);
-    curl_easy_setopt(t.easy, CURLOPT_URL, t.url.c_str());
-    curl_easy_setopt(t.easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(t.easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(t.easy, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(t.easy, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(t.easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(t.easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
-    // Over TLS, wait for the first connection to learn whether it multiplexes (HTTP/2);
-    // plain HTTP/1.1 has no multiplexing, so there parallel reads use parallel connections.
-    curl_easy_setopt(t.easy, CURLOPT_PIPEWAIT, m_impl->https ? 1L : 0L);
-    curl_easy_setopt(t.easy, CURLOPT_USERAGENT, user_agent.c_str());
-    curl_easy_setopt(t.easy, CURLOPT_ERRORBUFFER, t.errbuf);
-    curl_easy_setopt(t.easy, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(t.easy, CURLOPT_WRITEDATA, &responses[i]);
-    curl_easy_setopt(t.easy, CURLOPT_SOCKOPTFUNCTION, close_on_exec);
-    if (!tls.ca_cert.empty()) {
-      curl_easy_setopt(t.easy, CURLOPT_CAINFO, tls.ca_cert.c_str());
-    }
-    if (!tls.ca_path.empty()) {
-      curl_easy_setopt(t.easy, CURLOPT_CAPATH, tls.ca_path.c_str());
-    }
-    if (!tls.client_cert.empty()) {
-      curl_easy_setopt(t.easy, CURLOPT_SSLCERT, tls.client_cert.c_str());
-    }
-    if (!tls.client_key.empty()) {
-      curl_easy_setopt(t.easy, CURLOPT_SSLKEY, tls.client_key.c_str());
-    }
-    if (tls.skip_verify) {
-      curl_easy_setopt(t.easy, CURLOPT_SSL_VERIFYPEER, 0L);
-      curl_easy_setopt(t.easy, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-    if (m_impl->connect_to_list != nullptr) {
-      curl_easy_setopt(t.easy, CURLOPT_CONNECT_TO, m_impl->connect_to_list);
-    }
-    t.headers = curl_slist_append(t.headers, "X-Vault-Request: true");
-    if (!m_impl->config.vault_namespace.empty()) {
-      t.headers = curl_slist_append(
-          t.headers, fmt::format("X-Vault-Namespace: {}", m_impl->config.vault_namespace).c_str());
-    }
-    if (rq.token != nullptr) {
-      util::SecureString h = "X-Vault-Token: ";
-      h.append(rq.token->reveal().data(), rq.token->size());
-      t.headers = curl_slist_append(t.headers, h.c_str());
-      util::wipe_string(h);
-    }
-    if (rq.method == "POST" || rq.method == "PUT") {
-      t.headers = curl_slist_append(t.headers, "Content-Type: application/json");
-      curl_easy_setopt(t.easy, CURLOPT_CUSTOMREQUEST, rq.method.c_str());
-      curl_easy_setopt(t.easy, CURLOPT_POSTFIELDS, rq.body.reveal().data());
-      curl_easy_setopt(t.easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(rq.body.size()));
-    } else if (rq.method != "GET") {
-      curl_easy_setopt(t.easy, CURLOPT_CUSTOMREQUEST, rq.method.c_str());
-    }
-    curl_easy_setopt(t.easy, CURLOPT_HTTPHEADER, t.headers);
-    curl_easy_setopt(t.easy, CURLOPT_PRIVATE, reinterpret_cast<char*>(i));
-    curl_multi_add_handle(m_impl->multi, t.easy);
-    ++m_impl->sent;
-  }
-
-  std::vector<bool> done(transfers.size());
-  for (std::size_t i = 0; i < transfers.size(); ++i) {
-    done[i] = transfers[i].easy == nullptr;
   }
   int running = 0;
   do {
-    CURLMcode mc = curl_multi_perform(m_impl->multi, &running);
+    const CURLMcode mc = curl_multi_perform(m_impl->multi, &running);
     if (mc != CURLM_OK) {
       // Requests still in flight get the reason, so a retry or the final message says why.
-      fail_unfinished(responses, done, fmt::format("libcurl failed: {}", curl_multi_strerror(mc)));
+      fail_unfinished(responses, done_flags(transfers),
+                      fmt::format("libcurl failed: {}", curl_multi_strerror(mc)));
       break;
     }
-    int msgs = 0;
-    while (CURLMsg* msg = curl_multi_info_read(m_impl->multi, &msgs)) {
-      if (msg->msg != CURLMSG_DONE) {
-        continue;
-      }
-      char* priv = nullptr;
-      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
-      const auto i = reinterpret_cast<std::size_t>(priv);
-      done[i] = true;
-      long new_connections = 0;
-      curl_easy_getinfo(msg->easy_handle, CURLINFO_NUM_CONNECTS, &new_connections);
-      m_impl->connections += static_cast<std::size_t>(new_connections);
-      if (msg->data.result == CURLE_OK) {
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &responses[i].status);
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_HTTP_VERSION, &m_impl->http_version);
-      } else {
-        const char* detail = transfers[i].errbuf[0] != '\0' ? transfers[i].errbuf
-                                                            : curl_easy_strerror(msg->data.result);
-        responses[i].status = 0;
-        responses[i].transport_error = detail;
-        if (responses[i].too_large) {
-          responses[i].transport_error =
-              fmt::format("the response is too large (over {} MiB)", k_max_body / (1024 * 1024));
-          responses[i].permanent = true;
-        }
-        switch (msg->data.result) {
-        case CURLE_COULDNT_RESOLVE_HOST:
-        case CURLE_COULDNT_RESOLVE_PROXY:
-        case CURLE_COULDNT_CONNECT:
-        case CURLE_SSL_CONNECT_ERROR:
-          // No connection (or no TLS session over it), so no byte of the request was sent.
-          responses[i].not_sent = true;
-          break;
-        default:
-          break;
-        }
-        if (is_permanent(msg->data.result)) {
-          responses[i].permanent = true;
-        }
-        util::wipe_string(responses[i].body);
-      }
-    }
+    m_impl->collect_done(transfers, responses);
     if (running > 0) {
       curl_multi_poll(m_impl->multi, nullptr, 0, 200, nullptr);
     }
   } while (running > 0);
-
-  for (auto& t : transfers) {
-    if (t.easy != nullptr) {
-      curl_multi_remove_handle(m_impl->multi, t.easy);
-      curl_easy_cleanup(t.easy);
-    }
-    free_headers(t.headers);
-  }
   return responses;
 }
 

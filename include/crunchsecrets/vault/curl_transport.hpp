@@ -7,6 +7,7 @@
 
 #include <curl/curl.h>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -29,6 +30,41 @@ private:
   struct Impl;
   std::unique_ptr<Impl> m_impl;
 };
+
+// One request of a batch on a libcurl multi handle, used by this transport and Arvados'. The
+// destructor removes the easy handle from the multi handle it was started on, frees it, and
+// wipes the headers (one carries a token).
+struct CurlTransfer {
+  CurlTransfer() = default;
+  CurlTransfer(const CurlTransfer&) = delete;
+  CurlTransfer& operator=(const CurlTransfer&) = delete;
+  ~CurlTransfer();
+
+  // Creates the easy handle for `url` with the options every request shares: the protocols
+  // allowed (`protocols`, e.g. "https"), no redirects or signals, `timeout_ms` for connecting
+  // and for the whole transfer, HTTP/2 over TLS (waiting for a multiplexed connection when
+  // `pipewait`), the user agent, the error buffer, sockets closed on exec, and `index` as
+  // CURLINFO_PRIVATE. False when libcurl cannot create a handle.
+  bool open(std::string url, const char* protocols, long timeout_ms, bool pipewait,
+            std::size_t index);
+  // Appends a header line; the line is wiped when the transfer ends.
+  void add_header(const char* line);
+  // Sets the headers and adds the handle to `multi`.
+  void start(CURLM* multi);
+  // What went wrong, for a transfer that ended with `code`: the error buffer, else libcurl's
+  // text for the code.
+  const char* error_text(CURLcode code) const;
+
+  CURLM* multi = nullptr; // set once started
+  CURL* easy = nullptr;
+  curl_slist* headers = nullptr;
+  char errbuf[CURL_ERROR_SIZE] = {};
+  std::string url;
+  bool done = false;
+};
+
+// The `done` flags of `transfers`, in order.
+std::vector<bool> done_flags(const std::vector<CurlTransfer>& transfers);
 
 // True when a transfer that ended with `code` cannot succeed by retrying: a TLS certificate
 // that fails verification, an unusable CA or client certificate file, a malformed URL.
