@@ -6,9 +6,11 @@
 #include "crunchsecrets/util/log.hpp"
 #include "crunchsecrets/vault/curl_transport.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fmt/ranges.h>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -135,116 +137,153 @@ std::string refs_text(const Template& t) {
 
 } // namespace
 
+namespace {
+
+// Supervise mode: crunch-secrets stays the parent of COMMAND (docs/supervise.md).
+int run_supervised_command(const CommonOptions& o, const Prepared& p) {
+  const Plan& plan = *p.plan;
+  if (!plan.credentials.empty()) {
+    // The supervise session re-renders from its Vault reads only; it does not carry the
+    // Arvados credentials yet, so refuse rather than fail later with the child running.
+    throw Error(ExitCode::usage,
+                "arvados:credential/{} ({}): Arvados credential references are not supported "
+                "in supervise mode yet: run without --supervise or use a Vault reference",
+                plan.credentials.front().credential, plan.credentials.front().used_by.front());
+  }
+  return run_supervised(
+      p.plan, SuperviseContext{vault_config(o), merge_auth(o.auth, plan.manifest.get(), getenv_opt),
+                               getenv_opt, current_environ(), p.dir, o.allow_non_tmpfs,
+                               o.pass_auth_env, o.scrub_arvados_token, o.wait, o.supervise});
+}
+
+// The Vault connection of a run; the client refers to the configuration and the transport, so
+// the three live together.
+struct VaultConnection {
+  std::optional<vault::Config> config;
+  std::optional<vault::CurlTransport> transport;
+  std::optional<vault::Client> client;
+};
+
+// What a run read: Vault's answers in the order of `plan.fetches`, and the Arvados credentials.
+struct RunData {
+  std::vector<vault::Fetched> fetched;
+  CredentialValues credentials;
+  std::string leased; // the first fetch that holds a lease, if any
+};
+
+// Logs in and reads everything the plan needs; Vault and the Arvados credentials API are asked
+// at the same time.
+RunData fetch_for_run(const CommonOptions& o, const Plan& plan, VaultConnection& vc,
+                      vault::Clock::time_point start) {
+  const auto deadline = start + o.wait;
+  RunData data;
+  const AuthOptions auth = merge_auth(o.auth, plan.manifest.get(), getenv_opt);
+  data.credentials = with_credentials(plan, getenv_opt, auth.arvados_token_file, deadline, [&] {
+    if (plan.fetches.empty()) {
+      return;
+    }
+    vc.config.emplace(vault_config(o));
+    vc.transport.emplace(*vc.config);
+    vc.client.emplace(*vc.config, *vc.transport, deadline);
+    login(*vc.client, auth, getenv_opt);
+    data.fetched = vc.client->read_all(reads_of(plan));
+    for (std::size_t i = 0; i < data.fetched.size() && data.leased.empty(); ++i) {
+      if (!data.fetched[i].lease_id.empty()) {
+        data.leased = plan.fetches[i].read.describe;
+      }
+    }
+    util::log::debug(
+        "fetched {} secret(s) with {} request(s) over {} new connection(s) ({}) in {} ms",
+        plan.fetches.size(), vc.transport->requests_sent(), vc.transport->connections_opened(),
+        vc.transport->protocol(),
+        std::chrono::duration_cast<std::chrono::milliseconds>(vault::Clock::now() - start).count());
+  });
+  return data;
+}
+
+// The token crunch-secrets obtained is useless to the command and must not outlive the run
+// (SECURITY.md, "Token revocation") unless a delivered secret's lease depends on it.
+void revoke_own_token(vault::Client& client, bool keep_token, const std::string& leased) {
+  if (!client.owns_token()) {
+    return;
+  }
+  if (keep_token) {
+    util::log::debug("keeping crunch-secrets' Vault token (--keep-token)");
+  } else if (!leased.empty()) {
+    util::log::debug("keeping crunch-secrets' Vault token: {} holds a lease that revoking it "
+                     "would revoke too",
+                     leased);
+  } else {
+    try {
+      client.revoke_self();
+      util::log::debug("revoked crunch-secrets' Vault token (--keep-token keeps it)");
+    } catch (const Error& e) {
+      // The secrets are read; a token that could not be revoked expires at its TTL.
+      util::log::warning("could not revoke crunch-secrets' Vault token, which stays valid until "
+                         "its TTL ends: {}",
+                         e.what());
+    }
+  }
+}
+
+// Writes the plan's files. From the first file written to exec, SIGTERM and the like wait, so
+// they cannot leave temporary or half-delivered files behind; one that arrived is acted on
+// after cleaning up.
+std::optional<FileDelivery> write_run_files(const Plan& plan, const Resolver& resolver,
+                                            const std::string& dir, bool allow_non_tmpfs) {
+  if (plan.files.empty()) {
+    return std::nullopt;
+  }
+  BlockedSignals blocked;
+  FileDelivery files = FileDelivery::write(plan, resolver, SecretsDirOptions{dir, allow_non_tmpfs});
+  util::log::debug("wrote {} file(s) in {}", files.count(), dir);
+  if (const int sig = blocked.pending()) {
+    files.remove_all();
+    blocked.die_of(sig);
+  }
+  blocked.restore();
+  return files;
+}
+
+} // namespace
+
 int run_command(const CommonOptions& o) {
   // No core dumps or ptrace by other users' processes while secrets are in memory; exec resets
   // this for the child.
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   const auto start = vault::Clock::now();
-  const auto deadline = start + o.wait;
   Prepared p = prepare(o);
   const Plan& plan = *p.plan;
   // An earlier run's files go first: whatever happens next, this run's command sees only this
   // run's files, and a failed run leaves no secret behind (SECURITY.md, "Secret files").
   retire_secrets_dir(p.dir);
   if (wants_supervise(o.supervise, plan)) {
-    if (!plan.credentials.empty()) {
-      // The supervise session re-renders from its Vault reads only; it does not carry the
-      // Arvados credentials yet, so refuse rather than fail later with the child running.
-      throw Error(ExitCode::usage,
-                  "arvados:credential/{} ({}): Arvados credential references are not supported "
-                  "in supervise mode yet: run without --supervise or use a Vault reference",
-                  plan.credentials.front().credential, plan.credentials.front().used_by.front());
-    }
-    return run_supervised(
-        p.plan,
-        SuperviseContext{vault_config(o), merge_auth(o.auth, plan.manifest.get(), getenv_opt),
-                         getenv_opt, current_environ(), p.dir, o.allow_non_tmpfs, o.pass_auth_env,
-                         o.scrub_arvados_token, o.wait, o.supervise});
+    return run_supervised_command(o, p);
   }
 
-  std::optional<vault::Config> config;
-  std::optional<vault::CurlTransport> transport;
-  std::optional<vault::Client> client;
-  std::vector<vault::Fetched> fetched;
-  std::string leased; // the first fetch that holds a lease, if any
-  const AuthOptions auth = merge_auth(o.auth, plan.manifest.get(), getenv_opt);
-  // Vault and the Arvados credentials API are asked at the same time.
-  CredentialValues credentials =
-      with_credentials(plan, getenv_opt, auth.arvados_token_file, deadline, [&] {
-        if (plan.fetches.empty()) {
-          return;
-        }
-        config.emplace(vault_config(o));
-        transport.emplace(*config);
-        client.emplace(*config, *transport, deadline);
-        login(*client, auth, getenv_opt);
-        fetched = client->read_all(reads_of(plan));
-        for (std::size_t i = 0; i < fetched.size() && leased.empty(); ++i) {
-          if (!fetched[i].lease_id.empty()) {
-            leased = plan.fetches[i].read.describe;
-          }
-        }
-        util::log::debug(
-            "fetched {} secret(s) with {} request(s) over {} new connection(s) "
-            "({}) in {} ms",
-            plan.fetches.size(), transport->requests_sent(), transport->connections_opened(),
-            transport->protocol(),
-            std::chrono::duration_cast<std::chrono::milliseconds>(vault::Clock::now() - start)
-                .count());
-      });
+  VaultConnection vc;
+  RunData data = fetch_for_run(o, plan, vc, start);
   // Without fetches (literal-only templates) the resolver has nothing to look up but still
   // renders, so every sink has one.
-  const Resolver resolver(p.plan, std::move(fetched), std::move(credentials));
+  const Resolver resolver(p.plan, std::move(data.fetched), std::move(data.credentials));
   resolver.check_engines();
-  const Resolver* r = &resolver;
 
   // Render everything before writing anything, so a missing key leaves nothing behind.
-  std::vector<util::Secret> argv = build_child_argv(plan, r);
+  std::vector<util::Secret> argv = build_child_argv(plan, &resolver);
   ChildEnvOptions env_options;
   env_options.pass_auth_env = o.pass_auth_env;
   env_options.scrub_arvados_token = o.scrub_arvados_token;
   if (!plan.files.empty()) {
     env_options.secrets_dir = p.dir;
   }
-  EnvBlock env = build_child_env(current_environ(), plan, r, env_options);
-  if (client && client->owns_token()) {
-    // The token crunch-secrets obtained is useless to the command and must not outlive the
-    // run (SECURITY.md, "Token revocation") unless a delivered secret's lease depends on it.
-    if (o.supervise.keep_token) {
-      util::log::debug("keeping crunch-secrets' Vault token (--keep-token)");
-    } else if (!leased.empty()) {
-      util::log::debug("keeping crunch-secrets' Vault token: {} holds a lease that revoking it "
-                       "would revoke too",
-                       leased);
-    } else {
-      try {
-        client->revoke_self();
-        util::log::debug("revoked crunch-secrets' Vault token (--keep-token keeps it)");
-      } catch (const Error& e) {
-        // The secrets are read; a token that could not be revoked expires at its TTL.
-        util::log::warning("could not revoke crunch-secrets' Vault token, which stays valid until "
-                           "its TTL ends: {}",
-                           e.what());
-      }
-    }
+  EnvBlock env = build_child_env(current_environ(), plan, &resolver, env_options);
+  if (vc.client) {
+    revoke_own_token(*vc.client, o.supervise.keep_token, data.leased);
   }
   // Done with Vault: close its connections now, or their sockets would reach the command.
-  client.reset();
-  transport.reset();
-  // From the first file written to exec, SIGTERM and the like wait, so they cannot leave
-  // temporary or half-delivered files behind; one that arrived is acted on after cleaning up.
-  std::optional<BlockedSignals> blocked;
-  std::optional<FileDelivery> files;
-  if (!plan.files.empty()) {
-    blocked.emplace();
-    files.emplace(FileDelivery::write(plan, resolver, SecretsDirOptions{p.dir, o.allow_non_tmpfs}));
-    util::log::debug("wrote {} file(s) in {}", files->count(), p.dir);
-    if (const int sig = blocked->pending()) {
-      files->remove_all();
-      blocked->die_of(sig);
-    }
-    blocked->restore();
-  }
+  vc.client.reset();
+  vc.transport.reset();
+  std::optional<FileDelivery> files = write_run_files(plan, resolver, p.dir, o.allow_non_tmpfs);
 
   const int e = exec_child(argv, env);
   if (files) {
@@ -255,161 +294,181 @@ int run_command(const CommonOptions& o) {
   throw Error(code, "cannot execute '{}': {}", o.command.front(), std::strerror(e));
 }
 
-int check_command(const CommonOptions& o, const CheckOptions& check) {
-  const bool online = check.online;
-  const bool json = check.format == CheckOptions::Format::json;
-  if (online) {
-    // --online logs in and holds a token: no core dumps or ptrace, as in run.
-    ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-  }
-  Prepared p = prepare(o);
-  const Plan& plan = *p.plan;
-  const auto users = users_of(plan);
-  const AuthOptions auth = merge_auth(o.auth, plan.manifest.get(), getenv_opt);
+namespace {
+
+// What `check` found: the plan, where its files would go, the login method and, with
+// --online, which reads the token may do.
+struct CheckReport {
+  const Plan& plan;
+  std::string dir;
+  std::string dir_state;
   std::string method;
-  try {
-    method = to_string(choose_method(auth, getenv_opt));
-  } catch (const Error&) {
-    method = "none found";
-  }
-  const std::string dir_state = describe_secrets_dir(p.dir);
-  if (plan.manifest) {
-    for (const auto& s : plan.manifest->secrets) {
-      bool used = false;
-      for (const auto& f : plan.fetches) {
-        used = used || (f.read.path == s.path && f.read.version == s.version);
-      }
-      for (const auto& c : plan.credentials) {
-        used = used || (s.from_arvados() && c.credential == s.credential);
-      }
-      if (!used) {
-        util::log::warning("{}: secret '{}' is declared but not used", s.origin, s.name);
-      }
-    }
-  }
+  std::vector<std::vector<std::string>> users; // per fetch
+  bool checked = false;                        // `readable` holds one entry per fetch
+  std::vector<bool> readable;
+};
 
-  std::vector<std::vector<std::string>> caps;
-  bool caps_checked = true;
-  int status = 0;
-  if (online && !plan.fetches.empty()) {
-    const vault::Config config = vault_config(o);
-    vault::CurlTransport transport(config);
-    vault::Client client(config, transport, vault::Clock::now() + o.wait);
-    // A check must leave single-use credentials for the run it prepares.
-    std::string validated;
-    if (!o.consume_credentials) {
-      validated = check_without_login(client, auth, getenv_opt);
+void warn_unused_secrets(const Plan& plan) {
+  if (!plan.manifest) {
+    return;
+  }
+  for (const auto& s : plan.manifest->secrets) {
+    bool used = false;
+    for (const auto& f : plan.fetches) {
+      used = used || (f.read.path == s.path && f.read.version == s.version);
     }
-    if (validated.empty()) {
-      login(client, auth, getenv_opt);
-      std::vector<std::string> paths;
-      for (const auto& f : plan.fetches) {
-        paths.push_back(f.read.path);
-      }
-      caps = client.capabilities(paths);
-    } else {
-      method = validated;
-      caps_checked = false;
+    for (const auto& c : plan.credentials) {
+      used = used || (s.from_arvados() && c.credential == s.credential);
+    }
+    if (!used) {
+      util::log::warning("{}: secret '{}' is declared but not used", s.origin, s.name);
     }
   }
-  auto checked = [&]() { return online && caps_checked && !plan.fetches.empty(); };
-  auto readable = [&](std::size_t i) {
-    for (const auto& c : caps[i]) {
-      if (c == "read" || c == "root") {
-        return true;
-      }
-    }
-    return false;
-  };
+}
 
+// `check --online`: logs in (or, without --consume-credentials, validates a single-use
+// credential without using it up) and asks Vault what the token may do on each path.
+void check_online(const CommonOptions& o, const AuthOptions& auth, CheckReport& report) {
+  const Plan& plan = report.plan;
+  const vault::Config config = vault_config(o);
+  vault::CurlTransport transport(config);
+  vault::Client client(config, transport, vault::Clock::now() + o.wait);
+  // A check must leave single-use credentials for the run it prepares.
+  std::string validated;
+  if (!o.consume_credentials) {
+    validated = check_without_login(client, auth, getenv_opt);
+  }
+  if (!validated.empty()) {
+    report.method = validated;
+    return;
+  }
+  login(client, auth, getenv_opt);
+  std::vector<std::string> paths;
+  for (const auto& f : plan.fetches) {
+    paths.push_back(f.read.path);
+  }
+  const auto caps = client.capabilities(paths);
+  report.checked = true;
+  for (const auto& path_caps : caps) {
+    report.readable.push_back(std::any_of(path_caps.begin(), path_caps.end(), [](const auto& c) {
+      return c == "read" || c == "root";
+    }));
+  }
+}
+
+std::string render_check_json(const CheckReport& r) {
+  const Plan& plan = r.plan;
+  nlohmann::ordered_json j;
+  j["manifest"] = plan.manifest ? plan.manifest->file : "";
+  j["auth"] = r.method;
+  j["secrets_dir"] = r.dir;
+  j["secrets_dir_state"] = r.dir_state;
+  j["argv_templates"] = plan.argv_templates;
+  j["reads"] = nlohmann::ordered_json::array();
+  for (std::size_t i = 0; i < plan.fetches.size(); ++i) {
+    const Fetch& f = plan.fetches[i];
+    nlohmann::ordered_json read{{"path", f.read.path},
+                                {"version", nullptr},
+                                {"engine", to_string(f.engine)},
+                                {"used_by", r.users[i]}};
+    if (f.read.version) {
+      read["version"] = *f.read.version;
+    }
+    if (r.checked) {
+      read["readable"] = static_cast<bool>(r.readable[i]);
+    }
+    j["reads"].push_back(std::move(read));
+  }
+  j["credentials"] = nlohmann::ordered_json::array();
+  for (const auto& c : plan.credentials) {
+    j["credentials"].push_back({{"credential", c.credential}, {"used_by", c.used_by}});
+  }
+  j["env"] = nlohmann::ordered_json::array();
+  for (const auto& e : plan.env) {
+    j["env"].push_back({{"name", e.name}, {"refs", refs_text(e.value)}, {"origin", e.origin}});
+  }
+  j["files"] = nlohmann::ordered_json::array();
+  for (const auto& f : plan.files) {
+    j["files"].push_back({{"path", f.path},
+                          {"format", to_string(f.format)},
+                          {"mode", fmt::format("{:04o}", f.mode)},
+                          {"origin", f.origin}});
+  }
+  return j.dump() + "\n";
+}
+
+std::string render_check_text(const CheckReport& r) {
+  const Plan& plan = r.plan;
   std::string out;
-  if (json) {
-    nlohmann::ordered_json j;
-    j["manifest"] = plan.manifest ? plan.manifest->file : "";
-    j["auth"] = method;
-    j["secrets_dir"] = p.dir;
-    j["secrets_dir_state"] = dir_state;
-    j["argv_templates"] = plan.argv_templates;
-    j["reads"] = nlohmann::ordered_json::array();
-    for (std::size_t i = 0; i < plan.fetches.size(); ++i) {
-      const Fetch& f = plan.fetches[i];
-      nlohmann::ordered_json read{{"path", f.read.path},
-                                  {"version", nullptr},
-                                  {"engine", to_string(f.engine)},
-                                  {"used_by", users[i]}};
-      if (f.read.version) {
-        read["version"] = *f.read.version;
-      }
-      if (checked()) {
-        read["readable"] = readable(i);
-      }
-      j["reads"].push_back(std::move(read));
+  out += fmt::format("manifest: {}\n", plan.manifest ? plan.manifest->file : "(none)");
+  out += fmt::format("auth: {}\n", r.method);
+  out += fmt::format("reads ({}):\n", plan.fetches.size());
+  for (std::size_t i = 0; i < plan.fetches.size(); ++i) {
+    const Fetch& f = plan.fetches[i];
+    out += fmt::format("  {}  engine={}  used by: {}", f.read.describe, to_string(f.engine),
+                       fmt::join(r.users[i], ", "));
+    if (r.checked) {
+      out += r.readable[i] ? "  [readable]" : "  [DENIED: no read capability]";
     }
-    j["credentials"] = nlohmann::ordered_json::array();
-    for (const auto& c : plan.credentials) {
-      j["credentials"].push_back({{"credential", c.credential}, {"used_by", c.used_by}});
-    }
-    j["env"] = nlohmann::ordered_json::array();
-    for (const auto& e : plan.env) {
-      j["env"].push_back({{"name", e.name}, {"refs", refs_text(e.value)}, {"origin", e.origin}});
-    }
-    j["files"] = nlohmann::ordered_json::array();
-    for (const auto& f : plan.files) {
-      j["files"].push_back({{"path", f.path},
-                            {"format", to_string(f.format)},
-                            {"mode", fmt::format("{:04o}", f.mode)},
-                            {"origin", f.origin}});
-    }
-    out = j.dump() + "\n";
-  } else {
-    out += fmt::format("manifest: {}\n", plan.manifest ? plan.manifest->file : "(none)");
-    out += fmt::format("auth: {}\n", method);
-    out += fmt::format("reads ({}):\n", plan.fetches.size());
-    for (std::size_t i = 0; i < plan.fetches.size(); ++i) {
-      const Fetch& f = plan.fetches[i];
-      std::string who;
-      for (const auto& u : users[i]) {
-        who += (who.empty() ? "" : ", ") + u;
-      }
-      out += fmt::format("  {}  engine={}  used by: {}", f.read.describe, to_string(f.engine), who);
-      if (checked()) {
-        out += readable(i) ? "  [readable]" : "  [DENIED: no read capability]";
-      }
-      out += "\n";
-    }
-    out += fmt::format("Arvados credentials ({}):\n", plan.credentials.size());
-    for (const auto& c : plan.credentials) {
-      std::string who;
-      for (const auto& u : c.used_by) {
-        who += (who.empty() ? "" : ", ") + u;
-      }
-      out += fmt::format("  arvados:credential/{}  used by: {}\n", c.credential, who);
-    }
-    out += fmt::format("environment ({}):\n", plan.env.size());
-    for (const auto& e : plan.env) {
-      out += fmt::format("  {} <- {}  ({})\n", e.name, refs_text(e.value), e.origin);
-    }
-    out += fmt::format("files ({}) in {} [{}]:\n", plan.files.size(), p.dir, dir_state);
-    for (const auto& f : plan.files) {
-      out += fmt::format("  {}  format={}  mode={:04o}  ({})\n", f.path, to_string(f.format),
-                         f.mode, f.origin);
-    }
-    out += fmt::format("argv templates: {}\n", plan.argv_templates ? "on" : "off");
+    out += "\n";
   }
-  std::cout << out << std::flush;
-  if (checked()) {
-    for (std::size_t i = 0; i < plan.fetches.size(); ++i) {
-      if (!readable(i)) {
-        util::log::write(util::log::Level::error,
-                         fmt::format("permission denied: the token may not read {} (needed by "
-                                     "{}): ask the Vault admin for a policy granting read",
-                                     plan.fetches[i].read.path, plan.fetches[i].first_user),
-                         static_cast<int>(ExitCode::permission_denied));
-        status = static_cast<int>(ExitCode::permission_denied);
-      }
+  out += fmt::format("Arvados credentials ({}):\n", plan.credentials.size());
+  for (const auto& c : plan.credentials) {
+    out += fmt::format("  arvados:credential/{}  used by: {}\n", c.credential,
+                       fmt::join(c.used_by, ", "));
+  }
+  out += fmt::format("environment ({}):\n", plan.env.size());
+  for (const auto& e : plan.env) {
+    out += fmt::format("  {} <- {}  ({})\n", e.name, refs_text(e.value), e.origin);
+  }
+  out += fmt::format("files ({}) in {} [{}]:\n", plan.files.size(), r.dir, r.dir_state);
+  for (const auto& f : plan.files) {
+    out += fmt::format("  {}  format={}  mode={:04o}  ({})\n", f.path, to_string(f.format), f.mode,
+                       f.origin);
+  }
+  out += fmt::format("argv templates: {}\n", plan.argv_templates ? "on" : "off");
+  return out;
+}
+
+// One error line per read the token may not do; the exit status of `check`.
+int report_denied(const CheckReport& r) {
+  int status = 0;
+  for (std::size_t i = 0; r.checked && i < r.plan.fetches.size(); ++i) {
+    if (!r.readable[i]) {
+      util::log::write(util::log::Level::error,
+                       fmt::format("permission denied: the token may not read {} (needed by {}): "
+                                   "ask the Vault admin for a policy granting read",
+                                   r.plan.fetches[i].read.path, r.plan.fetches[i].first_user),
+                       static_cast<int>(ExitCode::permission_denied));
+      status = static_cast<int>(ExitCode::permission_denied);
     }
   }
   return status;
+}
+
+} // namespace
+
+int check_command(const CommonOptions& o, const CheckOptions& check) {
+  if (check.online) {
+    // --online logs in and holds a token: no core dumps or ptrace, as in run.
+    ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  }
+  const Prepared p = prepare(o);
+  CheckReport report{*p.plan, p.dir, describe_secrets_dir(p.dir), "", users_of(*p.plan), false, {}};
+  const AuthOptions auth = merge_auth(o.auth, report.plan.manifest.get(), getenv_opt);
+  try {
+    report.method = to_string(choose_method(auth, getenv_opt));
+  } catch (const Error&) {
+    report.method = "none found";
+  }
+  warn_unused_secrets(report.plan);
+  if (check.online && !report.plan.fetches.empty()) {
+    check_online(o, auth, report);
+  }
+  std::cout << (check.format == CheckOptions::Format::json ? render_check_json(report)
+                                                           : render_check_text(report))
+            << std::flush;
+  return report_denied(report);
 }
 
 } // namespace cs::core
