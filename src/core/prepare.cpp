@@ -508,67 +508,67 @@ PreparedRecord plan_container(const ContainerRecord& record) {
   return out;
 }
 
-int prepare_command(const PrepareOptions& o) {
-  // No core dumps while secrets are in memory; a launcher that stops reading the result must
-  // produce an error (and the rollback below), not a silent death by SIGPIPE.
-  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-  std::signal(SIGPIPE, SIG_IGN);
-  const auto deadline = vault::Clock::now() + o.wait;
-  if (o.result_fd && ::fcntl(*o.result_fd, F_GETFD) == -1) {
-    throw Error(ExitCode::usage, "--result-fd {} is not an open file descriptor", *o.result_fd);
-  }
-  const std::string origin = o.container == "-" ? "container record on stdin" : o.container;
-  const ContainerRecord record = parse_container_record(read_container_input(o.container), origin);
-  PreparedRecord pr = plan_container(record);
-  const Plan& plan = *pr.plan;
+namespace {
 
-  // DIR must be fresh: cleanup removes DIR when it is empty, and must not remove or reveal
-  // anything that was there before.
-  const std::string dir = strip_slashes(absolute(o.secrets_dir));
-  if (struct stat st{}; ::lstat(dir.c_str(), &st) == 0) {
-    auto fd = util::open_private_dir(dir, false);
-    if (!fd) {
-      throw Error(ExitCode::cannot_create, "--secrets-dir: {}", fd.error());
-    }
-    const int dup = ::dup(fd->get());
-    DIR* d = dup < 0 ? nullptr : ::fdopendir(dup);
-    bool empty = true;
-    while (d != nullptr) {
-      const dirent* e = ::readdir(d);
-      if (e == nullptr) {
-        break;
-      }
-      empty = empty && (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0);
-    }
-    if (d != nullptr) {
-      ::closedir(d);
-    }
-    if (!empty) {
-      throw Error(ExitCode::cannot_create,
-                  "--secrets-dir {} is not empty: give each container a fresh directory", dir);
-    }
+// DIR must be fresh: cleanup removes DIR when it is empty, and must not remove or reveal
+// anything that was there before.
+void require_fresh_dir(const std::string& dir) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) {
+    return;
   }
-  const std::string state_file = dir + ".state";
-  const auto [state_parent, state_name] = split_parent(state_file);
-  util::Fd parent_fd(::open(state_parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  auto fd = value_or_throw(util::open_private_dir(dir, false), ExitCode::cannot_create,
+                           "--secrets-dir: {}");
+  const int dup = ::dup(fd.get());
+  DIR* d = dup < 0 ? nullptr : ::fdopendir(dup);
+  bool empty = true;
+  while (d != nullptr) {
+    const dirent* e = ::readdir(d);
+    if (e == nullptr) {
+      break;
+    }
+    empty = empty && (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0);
+  }
+  if (d != nullptr) {
+    ::closedir(d);
+  }
+  if (!empty) {
+    throw Error(ExitCode::cannot_create,
+                "--secrets-dir {} is not empty: give each container a fresh directory", dir);
+  }
+}
+
+// Opens the directory the state file `path` (`name` in `parent`) goes into, and checks that it
+// is on tmpfs and that no state file is there yet.
+util::Fd open_state_parent(const std::string& parent, const std::string& name,
+                           const std::string& path) {
+  util::Fd parent_fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!parent_fd.valid()) {
-    throw Error(ExitCode::cannot_create, "cannot open {} (the parent of --secrets-dir): {}",
-                state_parent, std::strerror(errno));
+    throw Error(ExitCode::cannot_create, "cannot open {} (the parent of --secrets-dir): {}", parent,
+                std::strerror(errno));
   }
   if (auto mem = util::is_memory_fs(parent_fd.get()); !mem || !*mem) {
     throw Error(ExitCode::cannot_create,
                 "{} is not on tmpfs: the state file (it holds the Vault token for cleanup) and "
                 "--secrets-dir must be on tmpfs, e.g. under /dev/shm",
-                state_parent);
+                parent);
   }
-  if (struct stat st{};
-      ::fstatat(parent_fd.get(), state_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+  if (struct stat st{}; ::fstatat(parent_fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
     throw Error(ExitCode::cannot_create,
                 "state file {} exists: run crunch-secrets cleanup --state {} first, or use a "
                 "fresh --secrets-dir",
-                state_file, state_file);
+                path, path);
   }
+  return parent_fd;
+}
 
+// Logs in and reads what the plan needs; the state file records the token and the leases as
+// soon as they exist. Vault and the Arvados credentials API (with the launcher's ARVADOS_API_*
+// settings) are asked at the same time.
+CredentialValues fetch_for_container(const PrepareOptions& o, const ContainerRecord& record,
+                                     const Plan& plan, const StateLocation& state,
+                                     const std::string& dir, vault::Clock::time_point deadline,
+                                     Undo& undo, std::vector<vault::Fetched>& fetched) {
   // The launcher's environment gives the credentials; the record's gives the role and, when
   // the launcher does not set one, the Vault address.
   const vault::EnvLookup auth_env = [&](const std::string& n) -> std::optional<std::string> {
@@ -585,13 +585,7 @@ int prepare_command(const PrepareOptions& o) {
     }
     return process_env(n);
   };
-
-  Undo undo;
-  const StateLocation state{parent_fd.get(), state_name, state_file};
-  std::vector<vault::Fetched> fetched;
-  // Vault and the Arvados credentials API (with the launcher's ARVADOS_API_* settings) are
-  // asked at the same time.
-  CredentialValues credentials = with_credentials(plan, process_env, "", deadline, [&] {
+  return with_credentials(plan, process_env, "", deadline, [&] {
     if (plan.fetches.empty()) {
       return;
     }
@@ -624,58 +618,61 @@ int prepare_command(const PrepareOptions& o) {
       write_state(state, record.uuid, dir, plan, undo);
     }
   });
-  std::optional<Resolver> resolver;
-  resolver.emplace(pr.plan, std::move(fetched), std::move(credentials));
-  resolver->check_engines();
+}
 
-  // Render everything in memory first.
-  std::map<std::string, Secret> environment; // later assignments win, as in `run`
-  for (const auto& e : plan.env) {
-    environment[e.name] = resolver->render(e.value, fmt::format("environment variable {}", e.name));
+// Writes the files in place: DIR is fresh for this container and the launcher bind-mounts it
+// as it is. Signals wait while files are written, so that no temporary file (whose name the
+// state file cannot know) is left; once all are written, the state file lists every one, and
+// a signal that arrived meanwhile ends prepare, leaving them to cleanup.
+FileDelivery write_container_files(const Plan& plan, const Resolver& resolver,
+                                   const std::string& dir, Undo& undo) {
+  BlockedSignals blocked;
+  FileDelivery files = FileDelivery::write(plan, resolver, SecretsDirOptions{dir, false, true});
+  if (const int sig = blocked.pending()) {
+    files.keep();
+    undo.done = true;
+    blocked.die_of(sig);
   }
-  std::vector<Secret> command = build_child_argv(plan, &*resolver);
+  blocked.restore();
+  return files;
+}
 
-  std::optional<FileDelivery> files;
+// The result's `files` entries for the files written into `dir`.
+SecretJson written_files(const Plan& plan, const std::string& dir,
+                         const std::string& container_dir) {
   SecretJson file_list = SecretJson::array();
-  if (!plan.files.empty()) {
-    // In place: DIR is fresh for this container and the launcher bind-mounts it as it is.
-    // Signals wait while files are written, so that no temporary file (whose name the state
-    // file cannot know) is left; once all are written, the state file lists every one, and a
-    // signal that arrived meanwhile ends prepare, leaving them to cleanup.
-    BlockedSignals blocked;
-    files.emplace(FileDelivery::write(plan, *resolver, SecretsDirOptions{dir, false, true}));
-    if (const int sig = blocked.pending()) {
-      files->keep();
-      undo.done = true;
-      blocked.die_of(sig);
+  for (const auto& f : plan.files) {
+    struct stat st {};
+    if (::lstat((dir + "/" + f.path).c_str(), &st) != 0) {
+      throw Error(ExitCode::cannot_create, "cannot stat {} after writing it: {}", f.path,
+                  std::strerror(errno));
     }
-    blocked.restore();
-    for (const auto& f : plan.files) {
-      struct stat st {};
-      if (::lstat((dir + "/" + f.path).c_str(), &st) != 0) {
-        throw Error(ExitCode::cannot_create, "cannot stat {} after writing it: {}", f.path,
-                    std::strerror(errno));
-      }
-      SecretJson entry = SecretJson::object();
-      entry["path"] = secure(f.path);
-      entry["container_path"] = secure(pr.container_secrets_dir + "/" + f.path);
-      entry["mode"] = secure(fmt::format("{:04o}", st.st_mode & 07777));
-      entry["size"] = static_cast<std::uint64_t>(st.st_size);
-      file_list.push_back(std::move(entry));
-    }
-    environment["CRUNCH_SECRETS_DIR"] = Secret(pr.container_secrets_dir);
+    SecretJson entry = SecretJson::object();
+    entry["path"] = secure(f.path);
+    entry["container_path"] = secure(container_dir + "/" + f.path);
+    entry["mode"] = secure(fmt::format("{:04o}", st.st_mode & 07777));
+    entry["size"] = static_cast<std::uint64_t>(st.st_size);
+    file_list.push_back(std::move(entry));
   }
+  return file_list;
+}
 
-  if (undo.state_file.empty()) {
-    // No Vault login: the state file still names the files for cleanup.
-    write_state(state, record.uuid, dir, plan, undo);
-  }
+// What prepare rendered for the container, in memory until the result is written.
+struct PreparedValues {
+  std::map<std::string, Secret> environment; // later assignments win, as in `run`
+  std::vector<Secret> command;
+  SecretJson files = SecretJson::array();
+  bool mounted = false; // DIR holds files and is bind-mounted
+};
 
+// The result document (docs/crunch-run-protocol.md) as one line.
+Secret result_text(const ContainerRecord& record, const PreparedRecord& pr, PreparedValues& v,
+                   const std::string& dir, const std::string& state_file) {
   SecretJson result = SecretJson::object();
   result["version"] = 1;
   result["container_uuid"] = secure(record.uuid);
   result["environment"] = SecretJson::object();
-  for (const auto& [name, value] : environment) {
+  for (const auto& [name, value] : v.environment) {
     result["environment"][secure(name)] = value.reveal_string();
   }
   result["unset_environment"] = SecretJson::array();
@@ -683,11 +680,11 @@ int prepare_command(const PrepareOptions& o) {
     result["unset_environment"].push_back(secure(n));
   }
   result["command"] = SecretJson::array();
-  for (const auto& a : command) {
+  for (const auto& a : v.command) {
     result["command"].push_back(a.reveal_string());
   }
-  result["files"] = std::move(file_list);
-  if (files) {
+  result["files"] = std::move(v.files);
+  if (v.mounted) {
     result["mount"] = SecretJson::object();
     result["mount"]["host_path"] = secure(dir);
     result["mount"]["container_path"] = secure(pr.container_secrets_dir);
@@ -697,6 +694,58 @@ int prepare_command(const PrepareOptions& o) {
   Secret text(result.dump());
   text.append("\n");
   util::wipe_json(result);
+  return text;
+}
+
+} // namespace
+
+int prepare_command(const PrepareOptions& o) {
+  // No core dumps while secrets are in memory; a launcher that stops reading the result must
+  // produce an error (and the rollback below), not a silent death by SIGPIPE.
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  std::signal(SIGPIPE, SIG_IGN);
+  const auto deadline = vault::Clock::now() + o.wait;
+  if (o.result_fd && ::fcntl(*o.result_fd, F_GETFD) == -1) {
+    throw Error(ExitCode::usage, "--result-fd {} is not an open file descriptor", *o.result_fd);
+  }
+  const std::string origin = o.container == "-" ? "container record on stdin" : o.container;
+  const ContainerRecord record = parse_container_record(read_container_input(o.container), origin);
+  PreparedRecord pr = plan_container(record);
+  const Plan& plan = *pr.plan;
+  const std::string dir = strip_slashes(absolute(o.secrets_dir));
+  require_fresh_dir(dir);
+  const std::string state_file = dir + ".state";
+  const auto [state_parent, state_name] = split_parent(state_file);
+  const util::Fd parent_fd = open_state_parent(state_parent, state_name, state_file);
+
+  Undo undo;
+  const StateLocation state{parent_fd.get(), state_name, state_file};
+  std::vector<vault::Fetched> fetched;
+  CredentialValues credentials =
+      fetch_for_container(o, record, plan, state, dir, deadline, undo, fetched);
+  const Resolver resolver(pr.plan, std::move(fetched), std::move(credentials));
+  resolver.check_engines();
+
+  // Render everything in memory first.
+  PreparedValues values;
+  for (const auto& e : plan.env) {
+    values.environment[e.name] =
+        resolver.render(e.value, fmt::format("environment variable {}", e.name));
+  }
+  values.command = build_child_argv(plan, &resolver);
+  std::optional<FileDelivery> files;
+  if (!plan.files.empty()) {
+    files.emplace(write_container_files(plan, resolver, dir, undo));
+    values.files = written_files(plan, dir, pr.container_secrets_dir);
+    values.environment["CRUNCH_SECRETS_DIR"] = Secret(pr.container_secrets_dir);
+    values.mounted = true;
+  }
+  if (undo.state_file.empty()) {
+    // No Vault login: the state file still names the files for cleanup.
+    write_state(state, record.uuid, dir, plan, undo);
+  }
+
+  const Secret text = result_text(record, pr, values, dir, state_file);
   const int fd = o.result_fd.value_or(STDOUT_FILENO);
   write_all_fd(fd, text.reveal(), o.result_fd ? fmt::format("fd {}", fd) : "stdout");
   if (o.result_fd) {
@@ -707,52 +756,67 @@ int prepare_command(const PrepareOptions& o) {
   }
   undo.done = true;
   util::log::debug("prepared {}: {} environment variable(s), {} file(s), {} Vault read(s)",
-                   record.uuid.empty() ? origin : record.uuid, environment.size(),
+                   record.uuid.empty() ? origin : record.uuid, values.environment.size(),
                    plan.files.size(), plan.fetches.size());
   return 0;
 }
 
-int cleanup_command(const std::string& state_file, std::chrono::milliseconds wait) {
-  const auto deadline = vault::Clock::now() + wait;
+namespace {
+
+// A state file's contents, read by cleanup.
+struct StateRecord {
+  std::string dir;
+  std::vector<std::string> files;
+  std::vector<std::string> dirs;
+  std::vector<std::string> leases;
+  vault::Config config;
+  Secret token;
+  bool revoke_token = false;
+};
+
+// The raw contents of `state_file`, or nullopt when it does not exist. cleanup removes the
+// files the state file names, often as root, and state files live in shared directories such
+// as /dev/shm: only one that prepare could have written is read.
+std::optional<util::SecureString> read_state_file(const std::string& state_file) {
   const int fd = ::open(state_file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) {
-      util::log::info("{} does not exist: nothing to clean up", state_file);
-      return 0;
+      return std::nullopt;
     }
     throw Error(ExitCode::no_input, "cannot open the state file {}: {}", state_file,
                 std::strerror(errno));
   }
-  util::SecureString raw;
-  {
-    util::Fd owned(fd);
-    // cleanup removes the files the state file names, often as root, and state files live in
-    // shared directories such as /dev/shm: trust only one that prepare could have written.
-    struct stat st {};
-    if (::fstat(owned.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() ||
-        (st.st_mode & 022) != 0) {
-      throw Error(ExitCode::invalid_input,
-                  "{} is not a state file written by prepare (not a regular file owned by uid {} "
-                  "and writable only by it): left alone, nothing removed or revoked",
-                  state_file, ::geteuid());
-    }
-    char buf[4096];
-    for (;;) {
-      const ssize_t n = ::read(owned.get(), buf, sizeof buf);
-      if (n < 0 && errno == EINTR) {
-        continue;
-      }
-      if (n < 0) {
-        throw Error(ExitCode::no_input, "cannot read the state file {}: {}", state_file,
-                    std::strerror(errno));
-      }
-      if (n == 0) {
-        break;
-      }
-      raw.append(buf, static_cast<std::size_t>(n));
-    }
-    util::wipe(buf, sizeof buf);
+  util::Fd owned(fd);
+  struct stat st {};
+  if (::fstat(owned.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() ||
+      (st.st_mode & 022) != 0) {
+    throw Error(ExitCode::invalid_input,
+                "{} is not a state file written by prepare (not a regular file owned by uid {} "
+                "and writable only by it): left alone, nothing removed or revoked",
+                state_file, ::geteuid());
   }
+  util::SecureString raw;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(owned.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      util::wipe(buf, sizeof buf);
+      throw Error(ExitCode::no_input, "cannot read the state file {}: {}", state_file,
+                  std::strerror(errno));
+    }
+    if (n == 0) {
+      break;
+    }
+    raw.append(buf, static_cast<std::size_t>(n));
+  }
+  util::wipe(buf, sizeof buf);
+  return raw;
+}
+
+StateRecord parse_state(util::SecureString raw, const std::string& state_file) {
   SecretJson state = SecretJson::parse(raw.begin(), raw.end(), nullptr, false);
   util::wipe_string(raw);
   if (!state.is_object() || !state.contains("version") || state["version"] != 1) {
@@ -772,55 +836,71 @@ int cleanup_command(const std::string& state_file, std::chrono::milliseconds wai
     }
     return out;
   };
-  const std::string dir = text_of(state, "secrets_dir");
-  const auto files = strings("files");
-  const auto dirs = strings("dirs");
-  const auto leases = strings("leases");
-  const vault::Config config =
-      state.contains("vault") ? vault_config_of(state["vault"]) : vault::Config{};
-  Secret token;
+  StateRecord r;
+  r.dir = text_of(state, "secrets_dir");
+  r.files = strings("files");
+  r.dirs = strings("dirs");
+  r.leases = strings("leases");
+  r.config = state.contains("vault") ? vault_config_of(state["vault"]) : vault::Config{};
   if (state.contains("token") && state["token"].is_string()) {
-    token = Secret(state["token"].get_ref<const SecretJson::string_t&>());
+    r.token = Secret(state["token"].get_ref<const SecretJson::string_t&>());
   }
-  const bool revoke_token = state.contains("revoke_token") && state["revoke_token"].is_boolean() &&
-                            state["revoke_token"].get<bool>();
+  r.revoke_token = state.contains("revoke_token") && state["revoke_token"].is_boolean() &&
+                   state["revoke_token"].get<bool>();
   util::wipe_json(state);
+  return r;
+}
+
+// Removes the files and directories prepare wrote, then DIR when it is empty.
+void remove_delivered(const StateRecord& r) {
+  util::Fd dirfd(::open(r.dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (dirfd.valid()) {
+    for (const auto& f : r.files) {
+      remove_below(dirfd.get(), f, false);
+    }
+    for (auto it = r.dirs.rbegin(); it != r.dirs.rend(); ++it) {
+      remove_below(dirfd.get(), *it, true);
+    }
+  } else if (errno != ENOENT) {
+    throw Error(ExitCode::cannot_create, "cleanup: cannot open {}: {}", r.dir,
+                std::strerror(errno));
+  }
+  if (::rmdir(r.dir.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY) {
+    throw Error(ExitCode::cannot_create, "cleanup: cannot remove {}: {}", r.dir,
+                std::strerror(errno));
+  }
+}
+
+} // namespace
+
+int cleanup_command(const std::string& state_file, std::chrono::milliseconds wait) {
+  const auto deadline = vault::Clock::now() + wait;
+  std::optional<util::SecureString> raw = read_state_file(state_file);
+  if (!raw) {
+    util::log::info("{} does not exist: nothing to clean up", state_file);
+    return 0;
+  }
+  const StateRecord r = parse_state(std::move(*raw), state_file);
   // prepare writes DIR.state beside DIR: a state file naming another directory is not its own.
-  if (!dir.empty() && !is_state_file_of(state_file, dir)) {
+  if (!r.dir.empty() && !is_state_file_of(state_file, r.dir)) {
     throw Error(ExitCode::invalid_input,
                 "{} names the secrets directory {}, whose state file it is not (that is {}.state): "
                 "left alone, nothing removed or revoked",
-                state_file, dir, strip_slashes(dir));
+                state_file, r.dir, strip_slashes(r.dir));
   }
-
   // Files first: they are what the container could still read.
-  if (!dir.empty()) {
-    util::Fd dirfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (dirfd.valid()) {
-      for (const auto& f : files) {
-        remove_below(dirfd.get(), f, false);
-      }
-      for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
-        remove_below(dirfd.get(), *it, true);
-      }
-    } else if (errno != ENOENT) {
-      throw Error(ExitCode::cannot_create, "cleanup: cannot open {}: {}", dir,
-                  std::strerror(errno));
-    }
-    if (::rmdir(dir.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY) {
-      throw Error(ExitCode::cannot_create, "cleanup: cannot remove {}: {}", dir,
-                  std::strerror(errno));
-    }
+  if (!r.dir.empty()) {
+    remove_delivered(r);
   }
-  if (!config.address.empty()) {
-    revoke(config, token, leases, revoke_token, deadline);
+  if (!r.config.address.empty()) {
+    revoke(r.config, r.token, r.leases, r.revoke_token, deadline);
   }
   if (::unlink(state_file.c_str()) != 0 && errno != ENOENT) {
     throw Error(ExitCode::cannot_create, "cleanup: cannot remove {}: {}", state_file,
                 std::strerror(errno));
   }
-  util::log::debug("cleaned up {}: {} file(s), {} lease(s){}", dir, files.size(), leases.size(),
-                   revoke_token ? ", the token revoked" : "");
+  util::log::debug("cleaned up {}: {} file(s), {} lease(s){}", r.dir, r.files.size(),
+                   r.leases.size(), r.revoke_token ? ", the token revoked" : "");
   return 0;
 }
 
