@@ -265,51 +265,39 @@ void FileDelivery::remove_all() noexcept {
   m_dirfd = util::Fd();
 }
 
-FileDelivery FileDelivery::write(const Plan& plan, const Resolver& resolver,
-                                 const SecretsDirOptions& options) {
-  FileDelivery d;
-  if (plan.files.empty()) {
-    d.m_keep = true;
-    return d;
-  }
-  d.m_dir = options.path;
-  // Render everything first: a missing key must fail before anything touches the disk.
-  std::vector<Secret> contents;
-  contents.reserve(plan.files.size());
-  for (const auto& f : plan.files) {
-    contents.push_back(resolver.render_file(f));
-  }
+namespace {
 
-  auto fail = [&](const std::string& why) -> Error {
-    return Error(ExitCode::cannot_create, "secrets directory: {}: choose another --secrets-dir",
-                 why);
-  };
+Error dir_error(const std::string& why) {
+  return Error(ExitCode::cannot_create, "secrets directory: {}: choose another --secrets-dir", why);
+}
+
+} // namespace
+
+std::string FileDelivery::open_configured(const SecretsDirOptions& options,
+                                          std::string& old_target) {
   auto where = split_dir(options.path);
   if (!where) {
-    throw fail(where.error());
+    throw dir_error(where.error());
   }
-  d.m_name = where->name;
-  auto parentfd = open_parent(where->parent);
-  if (!parentfd) {
-    throw fail(parentfd.error());
-  }
-  d.m_parentfd = std::move(*parentfd);
+  m_name = where->name;
+  m_parentfd = value_or_throw(open_parent(where->parent), ExitCode::cannot_create,
+                              "secrets directory: {}: choose another --secrets-dir");
   if (options.in_place) {
     struct stat st {};
-    d.m_created_dir = ::lstat(options.path.c_str(), &st) != 0 && errno == ENOENT;
+    m_created_dir = ::lstat(options.path.c_str(), &st) != 0 && errno == ENOENT;
     auto dirfd = util::open_private_dir(options.path, true);
     if (!dirfd) {
-      d.m_created_dir = false;
-      throw fail(dirfd.error());
+      m_created_dir = false;
+      throw dir_error(dirfd.error());
     }
-    d.m_in_place = true;
-    d.m_dirfd = std::move(*dirfd);
-    if (!list_entries(d.m_dirfd.get()).empty()) {
-      d.m_in_place = false; // not ours to empty
-      throw fail(fmt::format("{} is not empty", options.path));
+    m_in_place = true;
+    m_dirfd = std::move(*dirfd);
+    if (!list_entries(m_dirfd.get()).empty()) {
+      m_in_place = false; // not ours to empty
+      throw dir_error(fmt::format("{} is not empty", options.path));
     }
   }
-  auto mem = util::is_memory_fs(d.m_parentfd.get());
+  auto mem = util::is_memory_fs(m_parentfd.get());
   if (!mem) {
     throw Error(ExitCode::cannot_create, "secrets directory {}: {}", options.path, mem.error());
   }
@@ -324,93 +312,108 @@ FileDelivery FileDelivery::write(const Plan& plan, const Resolver& resolver,
     util::log::warning("secrets directory {} is not on tmpfs or ramfs (--allow-non-tmpfs)",
                        options.path);
   }
-  std::string old_target;
-  if (auto current = inspect(d.m_parentfd.get(), d.m_name, options.path, &old_target); !current) {
-    throw fail(current.error());
+  if (auto current = inspect(m_parentfd.get(), m_name, options.path, &old_target); !current) {
+    throw dir_error(current.error());
   }
+  return where->parent;
+}
 
-  // This run's own directory, locked so that a concurrent run's sweep leaves it alone.
-  const std::string suffix = random_suffix();
-  if (!options.in_place) {
-    d.m_run_name = run_prefix(d.m_name) + suffix;
-  }
-  if (!options.in_place && ::mkdirat(d.m_parentfd.get(), d.m_run_name.c_str(), 0700) != 0) {
+void FileDelivery::make_run_dir(const std::string& parent, const std::string& suffix) {
+  m_run_name = run_prefix(m_name) + suffix;
+  if (::mkdirat(m_parentfd.get(), m_run_name.c_str(), 0700) != 0) {
     const int e = errno;
-    d.m_run_name.clear();
-    throw fail(fmt::format("cannot create a directory in {}: {}", where->parent, std::strerror(e)));
+    m_run_name.clear();
+    throw dir_error(fmt::format("cannot create a directory in {}: {}", parent, std::strerror(e)));
   }
-  if (!options.in_place) {
-    d.m_dirfd = util::Fd(::openat(d.m_parentfd.get(), d.m_run_name.c_str(),
-                                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  }
-  if (!d.m_dirfd.valid() || ::flock(d.m_dirfd.get(), LOCK_EX) != 0) {
-    throw fail(fmt::format("cannot open the directory made in {}: {}", where->parent,
-                           std::strerror(errno)));
-  }
+  m_dirfd = util::Fd(::openat(m_parentfd.get(), m_run_name.c_str(),
+                              O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+}
 
+void FileDelivery::write_files(const Plan& plan, std::vector<Secret>& contents) {
   // Each file is written under a temporary name; its parent directory fd stays open with it.
   for (std::size_t i = 0; i < plan.files.size(); ++i) {
     const FileSpec& f = plan.files[i];
-    auto segments = util::split_safe_relative_path(f.path);
-    if (!segments) {
-      throw Error(ExitCode::cannot_create, "file {} ({}): {}", f.path, f.origin, segments.error());
-    }
-    auto parent = util::open_parent_dir(d.m_dirfd.get(), *segments, nullptr);
-    if (!parent) {
-      throw Error(ExitCode::cannot_create,
-                  "file {} ({}): {}: the path must stay inside the "
-                  "secrets directory and not pass through a symlink",
-                  f.path, f.origin, parent.error());
-    }
-    auto file = util::AtomicFile::create(parent->get(), segments->back(), f.mode);
-    if (!file) {
-      throw Error(ExitCode::cannot_create, "file {} ({}): {}", f.path, f.origin, file.error());
-    }
-    auto owned = std::make_unique<util::AtomicFile>(std::move(*file));
-    if (auto s = owned->write_all(contents[i].reveal()); !s) {
-      throw Error(ExitCode::cannot_create, "file {} ({}): {}", f.path, f.origin, s.error());
-    }
+    auto segments = value_or_throw(util::split_safe_relative_path(f.path), ExitCode::cannot_create,
+                                   "file {} ({}): {}", f.path, f.origin);
+    auto parent = value_or_throw(util::open_parent_dir(m_dirfd.get(), segments, nullptr),
+                                 ExitCode::cannot_create,
+                                 "file {} ({}): {}: the path must stay inside the secrets "
+                                 "directory and not pass through a symlink",
+                                 f.path, f.origin);
+    auto owned = std::make_unique<util::AtomicFile>(
+        value_or_throw(util::AtomicFile::create(parent.get(), segments.back(), f.mode),
+                       ExitCode::cannot_create, "file {} ({}): {}", f.path, f.origin));
+    ok_or_throw(owned->write_all(contents[i].reveal()), ExitCode::cannot_create, "file {} ({}): {}",
+                f.path, f.origin);
     contents[i].clear();
-    d.m_files.push_back(std::move(owned));
-    d.m_parent_fds.push_back(std::move(*parent));
+    m_files.push_back(std::move(owned));
+    m_parent_fds.push_back(std::move(parent));
   }
-  for (std::size_t i = 0; i < d.m_files.size(); ++i) {
-    if (auto s = d.m_files[i]->commit(); !s) {
-      throw Error(ExitCode::cannot_create, "file {} ({}): {}", plan.files[i].path,
-                  plan.files[i].origin, s.error());
-    }
+  for (std::size_t i = 0; i < m_files.size(); ++i) {
+    ok_or_throw(m_files[i]->commit(), ExitCode::cannot_create, "file {} ({}): {}",
+                plan.files[i].path, plan.files[i].origin);
   }
+}
 
-  if (options.in_place) {
-    return d;
-  }
-  // Swap: a new symlink renamed over the configured name, so it names either the earlier
-  // state or this run's complete set of files, never a mix.
-  auto current = inspect(d.m_parentfd.get(), d.m_name, options.path, &old_target);
+void FileDelivery::swap_in(const SecretsDirOptions& options, const std::string& parent,
+                           const std::string& suffix, std::string& old_target) {
+  // A new symlink renamed over the configured name, so it names either the earlier state or
+  // this run's complete set of files, never a mix.
+  auto current = inspect(m_parentfd.get(), m_name, options.path, &old_target);
   if (!current) {
-    throw fail(current.error());
+    throw dir_error(current.error());
   }
   if (*current == Current::empty_dir &&
-      ::unlinkat(d.m_parentfd.get(), d.m_name.c_str(), AT_REMOVEDIR) != 0) {
-    throw fail(fmt::format("cannot replace the empty directory {}: {}", options.path,
-                           std::strerror(errno)));
+      ::unlinkat(m_parentfd.get(), m_name.c_str(), AT_REMOVEDIR) != 0) {
+    throw dir_error(fmt::format("cannot replace the empty directory {}: {}", options.path,
+                                std::strerror(errno)));
   }
-  const std::string link = link_prefix(d.m_name) + suffix;
-  if (::symlinkat(d.m_run_name.c_str(), d.m_parentfd.get(), link.c_str()) != 0) {
-    throw fail(
-        fmt::format("cannot create a symlink in {}: {}", where->parent, std::strerror(errno)));
+  const std::string link = link_prefix(m_name) + suffix;
+  if (::symlinkat(m_run_name.c_str(), m_parentfd.get(), link.c_str()) != 0) {
+    throw dir_error(fmt::format("cannot create a symlink in {}: {}", parent, std::strerror(errno)));
   }
-  if (::renameat(d.m_parentfd.get(), link.c_str(), d.m_parentfd.get(), d.m_name.c_str()) != 0) {
+  if (::renameat(m_parentfd.get(), link.c_str(), m_parentfd.get(), m_name.c_str()) != 0) {
     const int e = errno;
-    ::unlinkat(d.m_parentfd.get(), link.c_str(), 0);
-    throw fail(fmt::format("cannot rename into place {}: {}", options.path, std::strerror(e)));
+    ::unlinkat(m_parentfd.get(), link.c_str(), 0);
+    throw dir_error(fmt::format("cannot rename into place {}: {}", options.path, std::strerror(e)));
   }
-  d.m_swapped = true;
-  if (*current == Current::symlink && old_target != d.m_run_name &&
-      util::is_unlocked_dir(d.m_parentfd.get(), old_target)) {
-    (void)util::remove_tree(d.m_parentfd.get(), old_target);
+  m_swapped = true;
+  if (*current == Current::symlink && old_target != m_run_name &&
+      util::is_unlocked_dir(m_parentfd.get(), old_target)) {
+    (void)util::remove_tree(m_parentfd.get(), old_target);
   }
-  sweep(d.m_parentfd.get(), d.m_name, d.m_run_name);
+  sweep(m_parentfd.get(), m_name, m_run_name);
+}
+
+FileDelivery FileDelivery::write(const Plan& plan, const Resolver& resolver,
+                                 const SecretsDirOptions& options) {
+  FileDelivery d;
+  if (plan.files.empty()) {
+    d.m_keep = true;
+    return d;
+  }
+  d.m_dir = options.path;
+  // Render everything first: a missing key must fail before anything touches the disk.
+  std::vector<Secret> contents;
+  contents.reserve(plan.files.size());
+  for (const auto& f : plan.files) {
+    contents.push_back(resolver.render_file(f));
+  }
+  std::string old_target;
+  const std::string parent = d.open_configured(options, old_target);
+  // This run's own directory, locked so that a concurrent run's sweep leaves it alone.
+  const std::string suffix = random_suffix();
+  if (!options.in_place) {
+    d.make_run_dir(parent, suffix);
+  }
+  if (!d.m_dirfd.valid() || ::flock(d.m_dirfd.get(), LOCK_EX) != 0) {
+    throw dir_error(
+        fmt::format("cannot open the directory made in {}: {}", parent, std::strerror(errno)));
+  }
+  d.write_files(plan, contents);
+  if (!options.in_place) {
+    d.swap_in(options, parent, suffix, old_target);
+  }
   return d;
 }
 

@@ -50,6 +50,18 @@ public:
   std::size_t count() const { return m_files.size(); }
 
 private:
+  // The steps of `write`. Opens the configured path's parent (and, in place, the directory
+  // itself), checks it is on tmpfs, and reads the current state of the name (`old_target`
+  // when it is a symlink); returns the parent's path for messages.
+  std::string open_configured(const SecretsDirOptions& options, std::string& old_target);
+  // Creates this run's directory `.NAME.run-SUFFIX` and opens it.
+  void make_run_dir(const std::string& parent, const std::string& suffix);
+  // Writes every file under a temporary name, then commits them all.
+  void write_files(const Plan& plan, std::vector<util::Secret>& contents);
+  // Swaps the run directory in behind the configured name; removes an earlier run's.
+  void swap_in(const SecretsDirOptions& options, const std::string& parent,
+               const std::string& suffix, std::string& old_target);
+
   std::string m_dir;      // the configured path
   util::Fd m_parentfd;    // its parent directory
   std::string m_name;     // its last component
