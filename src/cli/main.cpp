@@ -164,45 +164,15 @@ std::optional<std::string> first_word(const std::vector<std::string>& args) {
   return std::nullopt;
 }
 
-} // namespace
-
-int main(int argc, char** argv) {
-  // Before anything opens a descriptor: COMMAND inherits exactly these (util/fds.hpp).
-  cs::util::record_inherited_fds();
-  // Split at the first "--": everything after it is the command, untouched by the parser.
-  std::vector<std::string> ours;
-  std::vector<std::string> command;
-  bool dashdash = false;
-  for (int i = 1; i < argc; ++i) {
-    if (!dashdash && std::string_view(argv[i]) == "--") {
-      dashdash = true;
-      continue;
-    }
-    (dashdash ? command : ours).emplace_back(argv[i]);
-  }
-
-  const std::string early_format = early_log_format(ours);
-  log::configure(log::Level::info, early_format == "json" ? log::Format::json : log::Format::text);
-  if (auto word = first_word(ours);
-      word && *word != "run" && *word != "check" && *word != "prepare" && *word != "cleanup") {
-    return fail(ExitCode::usage, fmt::format("unknown subcommand '{}': use run or check (or, on "
-                                             "the host, prepare or cleanup; see crunch-secrets "
-                                             "--help)",
-                                             *word));
-  }
-
+// The command line: every option's variable, the subcommands, and the binder that knows
+// which options the command line set.
+struct CommandLine {
   CLI::App app{"crunch-secrets: put Vault/OpenBao secrets into a process just before it starts",
                "crunch-secrets"};
-  app.formatter(std::make_shared<Formatter>());
-  app.footer(cs::cli::help_epilog());
-  app.set_version_flag(
-      "--version",
-      [] {
-        return std::string("crunch-secrets " CS_VERSION " (git " CS_REVISION ")\n") +
-               cs::vault::curl_version_line();
-      },
-      "Print the version, the git revision and the libcurl/TLS versions in use, and exit");
-  app.require_subcommand(1);
+  Binder binder;
+  std::vector<std::string> ours;    // the arguments before "--", for the parser
+  std::vector<std::string> command; // the arguments after "--", untouched
+  bool dashdash = false;
   std::string log_format;
   std::string log_level;
   bool quiet = false;
@@ -213,86 +183,113 @@ int main(int argc, char** argv) {
   bool online = false;
   bool json = false;
   bool consume = false;
-  Binder binder;
-  CLI::App* run = app.add_subcommand("run", "Fetch the secrets, deliver them and exec COMMAND");
-  CLI::App* check =
-      app.add_subcommand("check", "Validate references and print the plan; never runs COMMAND");
   // The host-side protocol (docs/crunch-run-protocol.md).
   cs::core::PrepareOptions prepare_options;
   int result_fd = -1;
   std::string state_file;
-  CLI::App* prepare = app.add_subcommand(
+  CLI::App* run = nullptr;
+  CLI::App* check = nullptr;
+  CLI::App* prepare = nullptr;
+  CLI::App* cleanup = nullptr;
+};
+
+// Splits at the first "--": everything after it is the command, untouched by the parser.
+void split_args(CommandLine& cl, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (!cl.dashdash && std::string_view(argv[i]) == "--") {
+      cl.dashdash = true;
+      continue;
+    }
+    (cl.dashdash ? cl.command : cl.ours).emplace_back(argv[i]);
+  }
+}
+
+void add_host_commands(CommandLine& cl) {
+  cl.prepare = cl.app.add_subcommand(
       "prepare", "Resolve a container record's secrets on the host (docs/crunch-run-protocol.md)");
-  prepare
-      ->add_option("--container", prepare_options.container, "Container record (JSON), - = stdin")
+  cl.prepare
+      ->add_option("--container", cl.prepare_options.container,
+                   "Container record (JSON), - = stdin")
       ->type_name("FILE")
       ->required();
-  prepare
-      ->add_option("--secrets-dir", prepare_options.secrets_dir,
+  cl.prepare
+      ->add_option("--secrets-dir", cl.prepare_options.secrets_dir,
                    "Fresh host directory on tmpfs for the files")
       ->type_name("DIR")
       ->required();
-  prepare->add_option("--result-fd", result_fd, "Write the result on this descriptor")
+  cl.prepare->add_option("--result-fd", cl.result_fd, "Write the result on this descriptor")
       ->type_name("FD")
       ->check(CLI::NonNegativeNumber);
-  prepare->add_option("--vault-addr", prepare_options.vault_addr, "Vault address")
+  cl.prepare->add_option("--vault-addr", cl.prepare_options.vault_addr, "Vault address")
       ->type_name("URL");
-  CLI::App* cleanup =
-      app.add_subcommand("cleanup", "Remove what prepare wrote and revoke its token");
-  cleanup->add_option("--state", state_file, "The state file prepare named")
+  cl.cleanup = cl.app.add_subcommand("cleanup", "Remove what prepare wrote and revoke its token");
+  cl.cleanup->add_option("--state", cl.state_file, "The state file prepare named")
       ->type_name("FILE")
       ->required();
-  for (CLI::App* target : {&app, run, check, prepare, cleanup}) {
-    binder.bind(*target, "--log-format", log_format);
-    binder.bind(*target, "--log-level", log_level);
-    binder.bind(*target, "--quiet", quiet);
-    binder.bind(*target, "--verbose", verbose);
+}
+
+void define(CommandLine& cl) {
+  CLI::App& app = cl.app;
+  Binder& binder = cl.binder;
+  app.formatter(std::make_shared<Formatter>());
+  app.footer(cs::cli::help_epilog());
+  app.set_version_flag(
+      "--version",
+      [] {
+        return std::string("crunch-secrets " CS_VERSION " (git " CS_REVISION ")\n") +
+               cs::vault::curl_version_line();
+      },
+      "Print the version, the git revision and the libcurl/TLS versions in use, and exit");
+  app.require_subcommand(1);
+  cl.run = app.add_subcommand("run", "Fetch the secrets, deliver them and exec COMMAND");
+  cl.check =
+      app.add_subcommand("check", "Validate references and print the plan; never runs COMMAND");
+  add_host_commands(cl);
+  for (CLI::App* target : {&app, cl.run, cl.check, cl.prepare, cl.cleanup}) {
+    binder.bind(*target, "--log-format", cl.log_format);
+    binder.bind(*target, "--log-level", cl.log_level);
+    binder.bind(*target, "--quiet", cl.quiet);
+    binder.bind(*target, "--verbose", cl.verbose);
   }
-  for (CLI::App* sub : {run, check}) {
-    add_common(*sub, binder, options, auth_method, wait);
+  for (CLI::App* sub : {cl.run, cl.check}) {
+    add_common(*sub, binder, cl.options, cl.auth_method, cl.wait);
     sub->footer(cs::cli::help_epilog());
   }
-  for (CLI::App* sub : {prepare, cleanup}) {
-    binder.bind(*sub, "--wait", wait);
+  for (CLI::App* sub : {cl.prepare, cl.cleanup}) {
+    binder.bind(*sub, "--wait", cl.wait);
   }
   // Without "--", the first word that is not an option starts the command.
-  run->prefix_command(!dashdash);
-  binder.bind(*run, "--supervise", options.supervise.supervise);
-  binder.bind(*run, "--redact", options.supervise.redact);
-  binder.bind(*run, "--keep-token", options.supervise.keep_token);
-  binder.bind(*run, "--signal-group", options.supervise.signal_group);
-  binder.bind(*check, "--online", online);
-  binder.bind(*check, "--consume-credentials", consume);
-  binder.bind(*check, "--json", json);
+  cl.run->prefix_command(!cl.dashdash);
+  binder.bind(*cl.run, "--supervise", cl.options.supervise.supervise);
+  binder.bind(*cl.run, "--redact", cl.options.supervise.redact);
+  binder.bind(*cl.run, "--keep-token", cl.options.supervise.keep_token);
+  binder.bind(*cl.run, "--signal-group", cl.options.supervise.signal_group);
+  binder.bind(*cl.check, "--online", cl.online);
+  binder.bind(*cl.check, "--consume-credentials", cl.consume);
+  binder.bind(*cl.check, "--json", cl.json);
+}
 
-  // The build generates the man page and the completions from the definitions above.
-  if (ours.size() == 2 && ours[0] == "--generate") {
-    if (ours[1] == "man") {
-      cs::cli::write_man(std::cout, app, CS_VERSION);
-    } else if (ours[1] == "bash") {
-      cs::cli::write_bash_completion(std::cout, app);
-    } else if (ours[1] == "zsh") {
-      cs::cli::write_zsh_completion(std::cout, app);
-    } else {
-      return fail(ExitCode::usage, "--generate: use man, bash or zsh");
-    }
-    return std::cout.flush() ? 0 : static_cast<int>(ExitCode::cannot_create);
+// `--generate man|bash|zsh`: the build generates the man page and the completions from the
+// definitions.
+int generate(CLI::App& app, const std::string& what) {
+  if (what == "man") {
+    cs::cli::write_man(std::cout, app, CS_VERSION);
+  } else if (what == "bash") {
+    cs::cli::write_bash_completion(std::cout, app);
+  } else if (what == "zsh") {
+    cs::cli::write_zsh_completion(std::cout, app);
+  } else {
+    return fail(ExitCode::usage, "--generate: use man, bash or zsh");
   }
+  return std::cout.flush() ? 0 : static_cast<int>(ExitCode::cannot_create);
+}
 
-  std::reverse(ours.begin(), ours.end());
-  try {
-    app.parse(ours);
-  } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) {
-      return app.exit(e); // --help or --version
-    }
-    return fail(ExitCode::usage, std::string(e.what()) + ": see crunch-secrets --help");
-  }
-
-  // Options the command line left unset come from their environment variables.
+// Fills the options the command line left unset from their environment variables, checks
+// them and configures logging. Returns an exit code when a setting is wrong.
+std::optional<int> apply_settings(CommandLine& cl) {
   auto setting = [&](const std::string& name, std::string& value,
                      const std::string& fallback) -> std::string {
-    if (auto env = binder.from_env(name)) {
+    if (auto env = cl.binder.from_env(name)) {
       value = env->first;
       return env->second + "='" + env->first + "'";
     }
@@ -301,74 +298,115 @@ int main(int argc, char** argv) {
     }
     return name + " " + value;
   };
-  const std::string format_source = setting("--log-format", log_format, "text");
-  if (log_format != "text" && log_format != "json") {
+  const std::string format_source = setting("--log-format", cl.log_format, "text");
+  if (cl.log_format != "text" && cl.log_format != "json") {
     return fail(ExitCode::usage,
                 format_source + ": the log format must be text or json: see crunch-secrets --help");
   }
-  const std::string level_source = setting("--log-level", log_level, "info");
-  auto level = log::parse_level(log_level);
+  const std::string level_source = setting("--log-level", cl.log_level, "info");
+  auto level = log::parse_level(cl.log_level);
   if (!level) {
     return fail(ExitCode::usage, level_source + ": the log level must be error, info or debug: "
                                                 "see crunch-secrets --help");
   }
   // -v and -q are the command line too: they win over CRUNCH_SECRETS_LOG_LEVEL.
-  if (verbose) {
+  if (cl.verbose) {
     level = log::Level::debug;
-  } else if (quiet) {
+  } else if (cl.quiet) {
     level = log::Level::error;
   }
-  log::configure(*level, log_format == "json" ? log::Format::json : log::Format::text);
+  log::configure(*level, cl.log_format == "json" ? log::Format::json : log::Format::text);
 
-  const std::string auth_source = setting("--auth", auth_method, "auto");
+  const std::string auth_source = setting("--auth", cl.auth_method, "auto");
   const auto& methods = cs::core::auth_method_names();
-  if (auto method = methods.parse(auth_method)) {
-    options.auth.method = *method;
+  if (auto method = methods.parse(cl.auth_method)) {
+    cl.options.auth.method = *method;
   } else {
     return fail(ExitCode::usage, auth_source + ": unknown login method: use " +
                                      methods.list(" or ") + " (see crunch-secrets --help)");
   }
-  const std::string wait_source = setting("--wait", wait, "60s");
-  auto d = cs::util::parse_duration(wait);
+  const std::string wait_source = setting("--wait", cl.wait, "60s");
+  auto d = cs::util::parse_duration(cl.wait);
   if (!d) {
     return fail(ExitCode::usage, wait_source + ": " + d.error());
   }
-  options.wait = *d;
-  if (consume && !online) {
+  cl.options.wait = *d;
+  if (cl.consume && !cl.online) {
     return fail(ExitCode::usage, "--consume-credentials applies only with --online: see "
                                  "crunch-secrets --help");
   }
-  options.consume_credentials = consume;
+  cl.options.consume_credentials = cl.consume;
+  return std::nullopt;
+}
+
+// Runs the parsed subcommand. Throws `core::Error`.
+int dispatch(CommandLine& cl) {
+  cs::core::CommonOptions& options = cl.options;
+  if (cl.prepare->parsed() || cl.cleanup->parsed()) {
+    if (!cl.command.empty()) {
+      return fail(ExitCode::usage, "prepare and cleanup take no command: see crunch-secrets "
+                                   "--help");
+    }
+    if (cl.cleanup->parsed()) {
+      return cs::core::cleanup_command(cl.state_file, options.wait);
+    }
+    if (cl.result_fd >= 0) {
+      cl.prepare_options.result_fd = cl.result_fd;
+    }
+    cl.prepare_options.wait = options.wait;
+    return cs::core::prepare_command(cl.prepare_options);
+  }
+  if (cl.run->parsed()) {
+    for (auto& extra : cl.run->remaining()) {
+      options.command.insert(options.command.end(), extra);
+    }
+    options.command.insert(options.command.end(), cl.command.begin(), cl.command.end());
+    if (options.command.empty()) {
+      return fail(ExitCode::usage, "run needs a command: crunch-secrets run [OPTIONS] -- "
+                                   "COMMAND [ARG...]");
+    }
+    return cs::core::run_command(options);
+  }
+  options.command = cl.command;
+  return cs::core::check_command(
+      options, cs::core::CheckOptions{cl.online, cl.json ? cs::core::CheckOptions::Format::json
+                                                         : cs::core::CheckOptions::Format::text});
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  // Before anything opens a descriptor: COMMAND inherits exactly these (util/fds.hpp).
+  cs::util::record_inherited_fds();
+  CommandLine cl;
+  split_args(cl, argc, argv);
+  const std::string early_format = early_log_format(cl.ours);
+  log::configure(log::Level::info, early_format == "json" ? log::Format::json : log::Format::text);
+  if (auto word = first_word(cl.ours);
+      word && *word != "run" && *word != "check" && *word != "prepare" && *word != "cleanup") {
+    return fail(ExitCode::usage, fmt::format("unknown subcommand '{}': use run or check (or, on "
+                                             "the host, prepare or cleanup; see crunch-secrets "
+                                             "--help)",
+                                             *word));
+  }
+  define(cl);
+  if (cl.ours.size() == 2 && cl.ours[0] == "--generate") {
+    return generate(cl.app, cl.ours[1]);
+  }
+  std::reverse(cl.ours.begin(), cl.ours.end());
   try {
-    if (prepare->parsed() || cleanup->parsed()) {
-      if (!command.empty()) {
-        return fail(ExitCode::usage, "prepare and cleanup take no command: see crunch-secrets "
-                                     "--help");
-      }
-      if (cleanup->parsed()) {
-        return cs::core::cleanup_command(state_file, options.wait);
-      }
-      if (result_fd >= 0) {
-        prepare_options.result_fd = result_fd;
-      }
-      prepare_options.wait = options.wait;
-      return cs::core::prepare_command(prepare_options);
+    cl.app.parse(cl.ours);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) {
+      return cl.app.exit(e); // --help or --version
     }
-    if (run->parsed()) {
-      for (auto& extra : run->remaining()) {
-        options.command.insert(options.command.end(), extra);
-      }
-      options.command.insert(options.command.end(), command.begin(), command.end());
-      if (options.command.empty()) {
-        return fail(ExitCode::usage, "run needs a command: crunch-secrets run [OPTIONS] -- "
-                                     "COMMAND [ARG...]");
-      }
-      return cs::core::run_command(options);
-    }
-    options.command = command;
-    return cs::core::check_command(
-        options, cs::core::CheckOptions{online, json ? cs::core::CheckOptions::Format::json
-                                                     : cs::core::CheckOptions::Format::text});
+    return fail(ExitCode::usage, std::string(e.what()) + ": see crunch-secrets --help");
+  }
+  if (auto code = apply_settings(cl)) {
+    return *code;
+  }
+  try {
+    return dispatch(cl);
   } catch (const cs::core::Error& e) {
     log::Fields fields = e.fields();
     fields.exit_code = static_cast<int>(e.code());
