@@ -90,24 +90,16 @@ bool make_transfer(CurlTransfer& t, std::string url, const util::Secret& token, 
 // Moves every finished transfer's outcome into `responses`.
 void collect_done(CURLM* multi, std::vector<CurlTransfer>& transfers,
                   std::vector<Response>& responses) {
-  int msgs = 0;
-  while (CURLMsg* msg = curl_multi_info_read(multi, &msgs)) {
-    if (msg->msg != CURLMSG_DONE) {
-      continue;
-    }
-    char* priv = nullptr;
-    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
-    const auto i = reinterpret_cast<std::size_t>(priv);
-    transfers[i].done = true;
-    if (msg->data.result == CURLE_OK) {
-      curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &responses[i].status);
-      continue;
+  vault::collect_finished(multi, transfers, [&](std::size_t i, CURLcode result, CURL* easy) {
+    if (result == CURLE_OK) {
+      curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &responses[i].status);
+      return;
     }
     responses[i].status = 0;
-    responses[i].transport_error = transfers[i].error_text(msg->data.result);
-    responses[i].permanent = vault::is_permanent(msg->data.result);
+    responses[i].transport_error = transfers[i].error_text(result);
+    responses[i].permanent = vault::is_permanent(result);
     util::wipe_string(responses[i].body);
-  }
+  });
 }
 
 } // namespace
@@ -133,19 +125,8 @@ std::vector<Response> CurlTransport::get_all(const std::vector<std::string>& pat
       transfers[i].done = true;
     }
   }
-  int running = 0;
-  do {
-    const CURLMcode mc = curl_multi_perform(m_impl->multi, &running);
-    if (mc != CURLM_OK) {
-      vault::fail_unfinished(responses, vault::done_flags(transfers),
-                             fmt::format("libcurl failed: {}", curl_multi_strerror(mc)));
-      break;
-    }
-    collect_done(m_impl->multi, transfers, responses);
-    if (running > 0) {
-      curl_multi_poll(m_impl->multi, nullptr, 0, 200, nullptr);
-    }
-  } while (running > 0);
+  vault::run_transfers(m_impl->multi, transfers, responses,
+                       [&] { collect_done(m_impl->multi, transfers, responses); });
   return responses;
 }
 

@@ -86,14 +86,6 @@ vault::Config vault_config(const CommonOptions& o) {
   return c;
 }
 
-std::vector<vault::ReadSpec> reads_of(const Plan& plan) {
-  std::vector<vault::ReadSpec> reads;
-  for (const auto& f : plan.fetches) {
-    reads.push_back(f.read);
-  }
-  return reads;
-}
-
 // The users of each fetch, for the plan listing.
 std::vector<std::vector<std::string>> users_of(const Plan& plan) {
   std::vector<std::vector<std::string>> users(plan.fetches.size());

@@ -173,6 +173,14 @@ std::optional<Template> environment_template(std::string_view value, const std::
 
 } // namespace
 
+std::vector<vault::ReadSpec> reads_of(const Plan& plan) {
+  std::vector<vault::ReadSpec> reads;
+  for (const auto& f : plan.fetches) {
+    reads.push_back(f.read);
+  }
+  return reads;
+}
+
 Plan build_plan(const PlanInput& input) {
   Plan plan;
   plan.manifest = input.manifest;

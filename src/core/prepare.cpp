@@ -604,11 +604,7 @@ CredentialValues fetch_for_container(const PrepareOptions& o, const ContainerRec
     // From here on a signal may end prepare at any moment: the state file records the token
     // at once, and the leases as soon as they exist, for cleanup to revoke.
     write_state(state, record.uuid, dir, plan, undo);
-    std::vector<vault::ReadSpec> reads;
-    for (const auto& f : plan.fetches) {
-      reads.push_back(f.read);
-    }
-    fetched = client.read_all(reads);
+    fetched = client.read_all(reads_of(plan));
     for (const auto& f : fetched) {
       if (!f.lease_id.empty()) {
         undo.leases.push_back(f.lease_id);

@@ -214,14 +214,6 @@ supervise::SupervisorOptions supervisor_options(const Plan& plan, const Supervis
   return o;
 }
 
-std::vector<vault::ReadSpec> reads_of(const Plan& plan) {
-  std::vector<vault::ReadSpec> reads;
-  for (const auto& f : plan.fetches) {
-    reads.push_back(f.read);
-  }
-  return reads;
-}
-
 } // namespace
 
 bool wants_supervise(const SuperviseOptions& options, const Plan& plan) {

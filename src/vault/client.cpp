@@ -122,6 +122,15 @@ bool is_kv2_path_without_data(const SecretJson& j) {
 // How many references a grouped error line names before "and N more".
 constexpr std::size_t k_listed_references = 3;
 
+// `address` with its scheme `from` replaced by `to` (unchanged when it has another scheme), for
+// the hint when the scheme does not match the server.
+std::string with_scheme(const std::string& address, std::string_view from, std::string_view to) {
+  if (address.rfind(from, 0) != 0) {
+    return address;
+  }
+  return std::string(to) + address.substr(from.size());
+}
+
 // The metadata of a KV v2 read answer (`data.metadata` beside `data.data`), or null.
 const SecretJson* kv2_metadata(const SecretJson& j) {
   if (j.is_object() && j.contains("data") && j["data"].is_object() &&
@@ -306,24 +315,17 @@ void Client::fail(const Response& r, const std::string& what, ExitCode on_400,
   }
   // The scheme does not match the server: no retry can help, the address must change.
   if (r.status == 0 && is_https_to_plain_http(r)) {
-    std::string http = m_config.address;
-    if (http.rfind("https://", 0) == 0) {
-      http.replace(0, 8, "http://");
-    }
     throw Error(ExitCode::config,
                 "Vault at {} speaks plain HTTP, not TLS (the TLS handshake failed: {}): use {} "
                 "in VAULT_ADDR, or enable TLS on the server",
-                m_config.address, r.transport_error, http);
+                m_config.address, r.transport_error,
+                with_scheme(m_config.address, "https://", "http://"));
   }
   if (r.status == 400 && is_http_to_https(r)) {
-    std::string https = m_config.address;
-    if (https.rfind("http://", 0) == 0) {
-      https.replace(0, 7, "https://");
-    }
     throw Error(ExitCode::config,
                 "Vault at {} speaks HTTPS (it answered 400 \"Client sent an HTTP request to an "
                 "HTTPS server\"): use {} in VAULT_ADDR, with VAULT_CACERT for its CA",
-                m_config.address, https);
+                m_config.address, with_scheme(m_config.address, "http://", "https://"));
   }
   if (r.status == 0 && r.permanent) {
     throw Error(ExitCode::config,

@@ -322,8 +322,25 @@ void CurlTransport::Impl::add_headers(CurlTransfer& t, const Request& rq) const 
   }
 }
 
-void CurlTransport::Impl::collect_done(std::vector<CurlTransfer>& transfers,
-                                       std::vector<Response>& responses) {
+void run_transfers(CURLM* multi, const std::vector<CurlTransfer>& transfers,
+                   std::vector<Response>& responses, const std::function<void()>& collect) {
+  int running = 0;
+  do {
+    const CURLMcode mc = curl_multi_perform(multi, &running);
+    if (mc != CURLM_OK) {
+      fail_unfinished(responses, done_flags(transfers),
+                      fmt::format("libcurl failed: {}", curl_multi_strerror(mc)));
+      return;
+    }
+    collect();
+    if (running > 0) {
+      curl_multi_poll(multi, nullptr, 0, 200, nullptr);
+    }
+  } while (running > 0);
+}
+
+void collect_finished(CURLM* multi, std::vector<CurlTransfer>& transfers,
+                      const std::function<void(std::size_t, CURLcode, CURL*)>& on_done) {
   int msgs = 0;
   while (CURLMsg* msg = curl_multi_info_read(multi, &msgs)) {
     if (msg->msg != CURLMSG_DONE) {
@@ -333,16 +350,23 @@ void CurlTransport::Impl::collect_done(std::vector<CurlTransfer>& transfers,
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
     const auto i = reinterpret_cast<std::size_t>(priv);
     transfers[i].done = true;
-    long new_connections = 0;
-    curl_easy_getinfo(msg->easy_handle, CURLINFO_NUM_CONNECTS, &new_connections);
-    connections += static_cast<std::size_t>(new_connections);
-    if (msg->data.result == CURLE_OK) {
-      curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &responses[i].status);
-      curl_easy_getinfo(msg->easy_handle, CURLINFO_HTTP_VERSION, &http_version);
-    } else {
-      transfer_failed(transfers[i], msg->data.result, responses[i]);
-    }
+    on_done(i, msg->data.result, msg->easy_handle);
   }
+}
+
+void CurlTransport::Impl::collect_done(std::vector<CurlTransfer>& transfers,
+                                       std::vector<Response>& responses) {
+  collect_finished(multi, transfers, [&](std::size_t i, CURLcode result, CURL* easy) {
+    long new_connections = 0;
+    curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &new_connections);
+    connections += static_cast<std::size_t>(new_connections);
+    if (result == CURLE_OK) {
+      curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &responses[i].status);
+      curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &http_version);
+    } else {
+      transfer_failed(transfers[i], result, responses[i]);
+    }
+  });
 }
 
 std::vector<Response> CurlTransport::perform(const std::vector<const Request*>& requests,
@@ -361,20 +385,8 @@ std::vector<Response> CurlTransport::perform(const std::vector<const Request*>& 
       transfers[i].done = true;
     }
   }
-  int running = 0;
-  do {
-    const CURLMcode mc = curl_multi_perform(m_impl->multi, &running);
-    if (mc != CURLM_OK) {
-      // Requests still in flight get the reason, so a retry or the final message says why.
-      fail_unfinished(responses, done_flags(transfers),
-                      fmt::format("libcurl failed: {}", curl_multi_strerror(mc)));
-      break;
-    }
-    m_impl->collect_done(transfers, responses);
-    if (running > 0) {
-      curl_multi_poll(m_impl->multi, nullptr, 0, 200, nullptr);
-    }
-  } while (running > 0);
+  run_transfers(m_impl->multi, transfers, responses,
+                [&] { m_impl->collect_done(transfers, responses); });
   return responses;
 }
 

@@ -6,29 +6,24 @@
 
 namespace cs::vault {
 
-using util::Error;
-using util::ExitCode;
-using util::Secret;
-using util::SecretJson;
-
 namespace {
 
 // The JSON body {"lease_id": ..., "increment": N}; either part may be left out.
-Secret lease_body(const std::string* lease_id, std::optional<std::int64_t> increment) {
-  SecretJson j = SecretJson::object();
+util::Secret lease_body(const std::string* lease_id, std::optional<std::int64_t> increment) {
+  util::SecretJson j = util::SecretJson::object();
   if (lease_id != nullptr) {
     j["lease_id"] = util::SecureString(lease_id->data(), lease_id->size());
   }
   if (increment) {
     j["increment"] = *increment;
   }
-  Secret out(j.dump());
+  util::Secret out(j.dump());
   util::wipe_json(j);
   return out;
 }
 
 // Reads `ttl_key` and "renewable" from `object` (missing fields count as 0 / false).
-LeaseInfo lease_info(const SecretJson& object, const char* ttl_key) {
+LeaseInfo lease_info(const util::SecretJson& object, const char* ttl_key) {
   LeaseInfo info;
   if (!object.is_object()) {
     return info;
@@ -44,13 +39,13 @@ LeaseInfo lease_info(const SecretJson& object, const char* ttl_key) {
 
 // Parses a response body, wiping it when the caller is done (token answers carry the token).
 struct Parsed {
-  SecretJson j;
+  util::SecretJson j;
   explicit Parsed(const util::SecureString& body)
-      : j(SecretJson::parse(body.begin(), body.end(), nullptr, false)) {}
+      : j(util::SecretJson::parse(body.begin(), body.end(), nullptr, false)) {}
   Parsed(const Parsed&) = delete;
   Parsed& operator=(const Parsed&) = delete;
   ~Parsed() { util::wipe_json(j); }
-  const SecretJson* member(const char* key) const {
+  const util::SecretJson* member(const char* key) const {
     if (j.is_object() && j.contains(key) && j[key].is_object()) {
       return &j[key];
     }
@@ -72,7 +67,7 @@ LeaseInfo Client::renew_lease(const std::string& lease_id, std::int64_t incremen
   req[0].token = &m_token;
   auto r = send(req);
   if (!r[0].http_ok()) {
-    fail(r[0], "renewing a lease (sys/leases/renew)", ExitCode::protocol,
+    fail(r[0], "renewing a lease (sys/leases/renew)", util::ExitCode::protocol,
          "the policy must allow update on sys/leases/renew");
   }
   Parsed p(r[0].body);
@@ -88,7 +83,7 @@ void Client::revoke_lease(const std::string& lease_id) {
   req[0].token = &m_token;
   auto r = send(req);
   if (!r[0].http_ok()) {
-    fail(r[0], "revoking a lease (sys/leases/revoke)", ExitCode::protocol,
+    fail(r[0], "revoking a lease (sys/leases/revoke)", util::ExitCode::protocol,
          "the policy must allow update on sys/leases/revoke");
   }
 }
@@ -99,13 +94,13 @@ LeaseInfo Client::lookup_self() {
   req[0].token = &m_token;
   auto r = send(req);
   if (!r[0].http_ok()) {
-    fail(r[0], "looking up the token (auth/token/lookup-self)", ExitCode::protocol,
+    fail(r[0], "looking up the token (auth/token/lookup-self)", util::ExitCode::protocol,
          "the default policy allows this; was it removed?");
   }
   // The answer holds the token itself under data.id: parsed as SecretJson and wiped.
   Parsed p(r[0].body);
   util::wipe_string(r[0].body);
-  const SecretJson* data = p.member("data");
+  const util::SecretJson* data = p.member("data");
   return data != nullptr ? lease_info(*data, "ttl") : LeaseInfo{};
 }
 
@@ -117,12 +112,12 @@ LeaseInfo Client::renew_self(std::int64_t increment) {
   req[0].token = &m_token;
   auto r = send(req);
   if (!r[0].http_ok()) {
-    fail(r[0], "renewing the token (auth/token/renew-self)", ExitCode::protocol,
+    fail(r[0], "renewing the token (auth/token/renew-self)", util::ExitCode::protocol,
          "the default policy allows this; was it removed?");
   }
   Parsed p(r[0].body);
   util::wipe_string(r[0].body);
-  const SecretJson* auth = p.member("auth");
+  const util::SecretJson* auth = p.member("auth");
   return auth != nullptr ? lease_info(*auth, "lease_duration") : LeaseInfo{};
 }
 
@@ -133,7 +128,7 @@ void Client::revoke_self() {
   req[0].token = &m_token;
   auto r = send(req);
   if (!r[0].http_ok()) {
-    fail(r[0], "revoking the token (auth/token/revoke-self)", ExitCode::protocol,
+    fail(r[0], "revoking the token (auth/token/revoke-self)", util::ExitCode::protocol,
          "the default policy allows this; was it removed?");
   }
   m_token.clear();
@@ -146,15 +141,16 @@ std::uint64_t Client::kv2_current_version(const std::string& metadata_path) {
   auto r = send(req);
   const std::string what = fmt::format("KV v2 metadata {}", metadata_path);
   if (!r[0].http_ok()) {
-    fail(r[0], what, ExitCode::protocol,
+    fail(r[0], what, util::ExitCode::protocol,
          "the policy must allow read on the metadata path for refresh (or drop 'refresh')");
   }
   Parsed p(r[0].body);
   util::wipe_string(r[0].body);
-  const SecretJson* data = p.member("data");
+  const util::SecretJson* data = p.member("data");
   if (data == nullptr || !data->contains("current_version") ||
       !(*data)["current_version"].is_number_unsigned()) {
-    throw Error(ExitCode::protocol, "{}: Vault's answer has no data.current_version", what);
+    throw util::Error(util::ExitCode::protocol, "{}: Vault's answer has no data.current_version",
+                      what);
   }
   return (*data)["current_version"].get<std::uint64_t>();
 }

@@ -76,4 +76,7 @@ const char* refused_path_prefix(std::string_view path);
 // manifest file:line of a bad reference.
 Plan build_plan(const PlanInput& input);
 
+// The reads of `plan.fetches`, in order, for `vault::Client::read_all`.
+std::vector<vault::ReadSpec> reads_of(const Plan& plan);
+
 } // namespace cs::core

@@ -6,6 +6,7 @@
 #include "crunchsecrets/vault/transport.hpp"
 
 #include <curl/curl.h>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -62,6 +63,17 @@ struct CurlTransfer {
   std::string url;
   bool done = false;
 };
+
+// Reads libcurl's messages on `multi` for the transfers that finished since the last call:
+// marks each one done and calls `on_done(index, result, easy)`.
+void collect_finished(CURLM* multi, std::vector<CurlTransfer>& transfers,
+                      const std::function<void(std::size_t, CURLcode, CURL*)>& on_done);
+
+// Drives `multi` until no transfer is running, calling `collect` after each step to take the
+// finished ones. When curl_multi_perform fails, the requests still in flight get the reason
+// (fail_unfinished), so a retry or the final message says why.
+void run_transfers(CURLM* multi, const std::vector<CurlTransfer>& transfers,
+                   std::vector<Response>& responses, const std::function<void()>& collect);
 
 // The `done` flags of `transfers`, in order.
 std::vector<bool> done_flags(const std::vector<CurlTransfer>& transfers);
