@@ -59,10 +59,7 @@ step "C++ unit tests (doctest)"
 
 if [[ ${RUN_GO_TESTS:-1} == 1 ]]; then
   step "vault-plugin-auth-arvados: go vet, go test"
-  (
-    cd vault-plugin-auth-arvados
-    go vet ./... && go test -count=1 ./...
-  ) || failed+=("plugin go tests")
+  bash test/tools/suite.sh go || failed+=("plugin go tests")
 fi
 
 step "plugin binary for the end-to-end tests"
@@ -73,7 +70,7 @@ export ARVADOS_PLUGIN_BIN=$plugin_dir/vault-plugin-auth-arvados
 
 step "integration tests (pytest, real OpenBao)"
 # shellcheck disable=SC2086
-python3 -m pytest test/integration ${PYTEST_ARGS:-} || failed+=("integration tests")
+bash test/tools/suite.sh integration "$build" ${PYTEST_ARGS:-} || failed+=("integration tests")
 
 if ((ha)); then
   step "HA: 3-node OpenBao Raft cluster (pytest, CS_HA=1)"
