@@ -47,7 +47,9 @@ std::string exit_code_meaning(ExitCode code) {
            "check the path, key and version";
   case ExitCode::auth_failed:
     return "authentication failed (login refused, token invalid or expired, used wrapping token "
-           "or secret id); check credentials or role";
+           "or secret id), or a token refused so that crunch-secrets cannot tell whether it is "
+           "invalid or only lacks the default policy; check credentials or role (bao token "
+           "lookup)";
   case ExitCode::not_executable:
     return "COMMAND found but not executable";
   case ExitCode::command_not_found:

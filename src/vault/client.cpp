@@ -257,6 +257,7 @@ std::vector<Response> Client::send(const std::vector<Request>& requests, bool si
       batch.push_back(&requests[i]);
     }
     auto responses = m_transport.perform(batch, m_deadline);
+    diagnose_scheme(responses);
     std::vector<std::size_t> retry;
     for (std::size_t k = 0; k < pending.size(); ++k) {
       results[pending[k]] = std::move(responses[k]);
@@ -304,15 +305,38 @@ std::vector<Response> Client::send(const std::vector<Request>& requests, bool si
   }
 }
 
-void Client::fail(const Response& r, const std::string& what, ExitCode on_400,
-                  const std::string& hint_403) const {
-  const std::string elapsed = seconds_text(Clock::now() - m_start);
-  if (r.status == 0 && r.too_large) {
-    throw Error(ExitCode::protocol,
-                "Vault at {} answered {} with a response too large: {}: check VAULT_ADDR and "
-                "the path",
-                m_config.address, what, r.transport_error);
+void Client::diagnose_scheme(std::vector<Response>& responses) {
+  // Over http:// to a TLS port, Go's server (Vault, OpenBao) answers 400 "Client sent an HTTP
+  // request to an HTTPS server" and closes the connection; a request with a body (a login) is
+  // usually reset before that answer is read, so it looks like an answer lost after the request
+  // was sent: retried until --wait, or "outcome unknown" for a single-use login. One bodiless
+  // GET of sys/health (no token), made once and only after such a failure, tells them apart; the
+  // lost answers then become that 400, which every caller reports as the scheme mismatch (78).
+  if (m_scheme_checked || m_config.address.rfind("http://", 0) != 0) {
+    return;
   }
+  const auto lost = [](const Response& r) {
+    return r.status == 0 && !r.not_sent && !r.permanent && !r.too_large &&
+           !is_https_to_plain_http(r);
+  };
+  if (std::none_of(responses.begin(), responses.end(), lost)) {
+    return;
+  }
+  m_scheme_checked = true;
+  Request probe;
+  probe.path = "sys/health";
+  auto answer = m_transport.perform({&probe}, m_deadline);
+  if (answer.empty() || !is_http_to_https(answer[0])) {
+    return;
+  }
+  for (Response& r : responses) {
+    if (lost(r)) {
+      r = answer[0];
+    }
+  }
+}
+
+void Client::fail_on_scheme_mismatch(const Response& r) const {
   // The scheme does not match the server: no retry can help, the address must change.
   if (r.status == 0 && is_https_to_plain_http(r)) {
     throw Error(ExitCode::config,
@@ -327,6 +351,18 @@ void Client::fail(const Response& r, const std::string& what, ExitCode on_400,
                 "HTTPS server\"): use {} in VAULT_ADDR, with VAULT_CACERT for its CA",
                 m_config.address, with_scheme(m_config.address, "http://", "https://"));
   }
+}
+
+void Client::fail(const Response& r, const std::string& what, ExitCode on_400,
+                  const std::string& hint_403) const {
+  const std::string elapsed = seconds_text(Clock::now() - m_start);
+  if (r.status == 0 && r.too_large) {
+    throw Error(ExitCode::protocol,
+                "Vault at {} answered {} with a response too large: {}: check VAULT_ADDR and "
+                "the path",
+                m_config.address, what, r.transport_error);
+  }
+  fail_on_scheme_mismatch(r);
   if (r.status == 0 && r.permanent) {
     throw Error(ExitCode::config,
                 "cannot connect to Vault at {} for {}: {}: check VAULT_ADDR, VAULT_CACERT, "
@@ -350,10 +386,15 @@ void Client::fail(const Response& r, const std::string& what, ExitCode on_400,
   }
   switch (r.status) {
   case 403:
-    if (m_token_invalid) {
+    if (m_token_refused) {
+      // auth/token/lookup-self is granted by the `default` policy, not by the token's validity
+      // alone: its refusal cannot tell an invalid token from one created without `default`.
       throw Error(ExitCode::auth_failed,
-                  "{}: permission denied (HTTP 403{}): the token is invalid or expired (Vault "
-                  "refused it for auth/token/lookup-self too): check VAULT_TOKEN or the login",
+                  "{}: permission denied (HTTP 403{}): Vault refused the token for "
+                  "auth/token/lookup-self as well, so crunch-secrets cannot tell whether it is "
+                  "invalid or expired, or valid but without the default policy that lets a "
+                  "token look itself up: check it with `bao token lookup` (or `vault token "
+                  "lookup`), then VAULT_TOKEN, the login or the token's policies",
                   what, said);
     }
     throw Error(ExitCode::permission_denied, "{}: permission denied (HTTP 403{}): {}", what, said,
@@ -438,6 +479,7 @@ void Client::login_approle(const std::string& mount, const Secret& role_id,
   req[0].body = json_body({{"role_id", role_id.reveal()}, {"secret_id", secret_id.reveal()}});
   const std::string what = fmt::format("AppRole login at auth/{}", mount);
   auto r = send(req, true);
+  fail_on_scheme_mismatch(r[0]);
   fail_single_use(r[0], what);
   if (!r[0].http_ok()) {
     fail_login(r[0], what, mount, "--approle-mount");
@@ -467,6 +509,7 @@ void Client::login_wrapped(const Secret& wrapping_token, const std::string& appr
   req[0].path = "sys/wrapping/unwrap";
   req[0].token = &wrapping_token;
   auto r = send(req, true);
+  fail_on_scheme_mismatch(r[0]);
   fail_single_use(r[0], "unwrapping the response-wrapping token");
   if (r[0].status == 400 && !is_http_to_https(r[0])) {
     throw used_wrapping_token(r[0], "sys/wrapping/unwrap");
@@ -564,6 +607,7 @@ void Client::login_arvados(const std::string& mount, const std::string& role,
   req[0].body = json_body({{"role", role}, {"arvados_token", arvados_token.reveal()}});
   const std::string what = fmt::format("Arvados login at auth/{} (role '{}')", mount, role);
   auto r = send(req);
+  fail_on_scheme_mismatch(r[0]);
   if (r[0].status == 404 || r[0].status == 405) {
     fail_login(r[0], what, mount, "--arvados-mount");
   }
@@ -593,10 +637,10 @@ std::vector<Fetched> Client::read_all(const std::vector<ReadSpec>& specs) {
   auto responses = send(reqs);
   // A 403 means an invalid or expired token, or a valid one without a policy: one more
   // request, made only after such a failure, tells them apart for every reference at once.
-  m_token_invalid = false;
+  m_token_refused = false;
   if (std::any_of(responses.begin(), responses.end(),
                   [](const Response& r) { return r.status == 403; })) {
-    m_token_invalid = !token_is_valid();
+    m_token_refused = !token_is_valid();
   }
   std::vector<Fetched> out(specs.size());
   std::vector<Error> failures;
@@ -766,6 +810,18 @@ std::vector<std::vector<std::string>> Client::capabilities(const std::vector<std
   }
   req[0].body = Secret(body.dump());
   auto r = send(req);
+  if (r[0].status == 403) {
+    // The `default` policy grants sys/capabilities-self (and auth/token/lookup-self) to every
+    // token that has it: a refusal here means an invalid token or one without `default`.
+    const std::string server = server_message(r[0].body, m_credentials);
+    throw Error(ExitCode::auth_failed,
+                "sys/capabilities-self: permission denied (HTTP 403{}): Vault refused the token, "
+                "so crunch-secrets cannot tell whether it is invalid or expired, or valid but "
+                "without the default policy that lets a token ask for its own capabilities: "
+                "check it with `bao token lookup` (or `vault token lookup`), then VAULT_TOKEN, "
+                "the login or the token's policies",
+                server.empty() ? "" : fmt::format(": \"{}\"", server));
+  }
   if (!r[0].http_ok()) {
     fail(r[0], "sys/capabilities-self", ExitCode::protocol, "the token may not use this endpoint");
   }

@@ -21,7 +21,7 @@ REF = {"X": "vault:secret/data/app#password"}
 # The messages README.md's Troubleshooting section quotes; each is asserted by a test below.
 MESSAGES = {
     "unknown_subcommand": "unknown subcommand 'frobnicate'",
-    "invalid_token": "the token is invalid or expired",
+    "invalid_token": "cannot tell whether it is invalid or expired, or valid but without the default",
     "no_policy": "the token is valid but no policy grants read on",
     "did_you_mean": "did you mean secret/data/app",
     "https_to_http": "speaks plain HTTP",

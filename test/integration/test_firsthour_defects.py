@@ -214,7 +214,6 @@ def no_default_token(bao) -> str:
     return CANARIES.add("token without the default policy", resp["auth"]["client_token"])
 
 
-@todo("D1")
 def test_d1_token_without_default_policy_is_not_called_invalid(cs, world):
     token = no_default_token(cs.bao)
     # It is valid: it reads what its policy allows.
@@ -229,7 +228,6 @@ def test_d1_token_without_default_policy_is_not_called_invalid(cs, world):
     assert r.code == 77 and "the token is valid but no policy grants read" in r.err, r.describe()
 
 
-@todo("D1")
 def test_d1_check_online_with_a_refused_token_does_not_blame_the_endpoint(cs):
     token = no_default_token(cs.bao)
     for tok in (token, "not-a-valid-token"):
@@ -267,8 +265,7 @@ def test_d2_https_on_plain_http_every_method(cs, world, method):
     assert "speaks plain HTTP" in r.err and cs.bao.addr in r.err, r.describe()
 
 
-@pytest.mark.parametrize("method", ["token", pytest.param("approle", marks=todo("D2")), "wrapped",
-                                    pytest.param("arvados", marks=todo("D2"))])
+@pytest.mark.parametrize("method", ["token", "approle", "wrapped", "arvados"])
 def test_d2_http_on_tls_every_method(cs_tls, bao_tls, method):
     args, env, single_use = login_env(method, bao_tls.world, bao_tls)
     r = cs_tls.run(["run", "--no-manifest", *args, "--", "{probe}"],

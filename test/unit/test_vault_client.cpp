@@ -119,7 +119,10 @@ TEST_CASE("a retryable answer is retried until it succeeds") {
 }
 
 TEST_CASE("412, 429 and connection errors are retried too") {
-  for (const Response& first : {resp(412), resp(429), resp(500), no_connection()}) {
+  // A refused connection never sent the request (as the real transport marks it).
+  Response refused = no_connection();
+  refused.not_sent = true;
+  for (const Response& first : {resp(412), resp(429), resp(500), refused}) {
     CAPTURE(first.status);
     bool failed_once = false;
     FakeTransport t([&](const Seen&) {
@@ -477,7 +480,10 @@ TEST_CASE("a single-use login that got an answer after it was sent is not retrie
   for (long status : {0L, 307L, 429L, 500L, 502L, 503L}) {
     CAPTURE(status);
     std::size_t tries = 0;
-    FakeTransport t([&](const Seen&) {
+    FakeTransport t([&](const Seen& s) {
+      if (s.path == "sys/health") {
+        return resp(200, "{}"); // the scheme check after a lost answer: the scheme is right
+      }
       ++tries;
       return status == 0 ? no_connection("Operation timed out") : resp(status);
     });
@@ -496,6 +502,56 @@ TEST_CASE("a single-use login that got an answer after it was sent is not retrie
     CHECK_CONTAINS(e2->what(), "outcome is unknown");
     CHECK(tries == 1);
   }
+}
+
+TEST_CASE("an answer lost over http:// to a TLS server is a scheme mismatch, for every login") {
+  const std::string tls_400 = "Client sent an HTTP request to an HTTPS server.\n";
+  std::size_t health = 0;
+  FakeTransport t([&](const Seen& s) {
+    if (s.path == "sys/health") {
+      ++health;
+      return resp(400, tls_400);
+    }
+    return no_connection("Recv failure: Connection reset by peer"); // sent, then reset
+  });
+  Client c(config(), t, far());
+  auto e = error_of([&] {
+    c.login_approle("approle", Secret(std::string_view("r")), Secret(std::string_view("s")));
+  });
+  REQUIRE(e);
+  CHECK(code_of(*e) == 78);
+  CHECK_CONTAINS(e->what(), "speaks HTTPS");
+  CHECK(health == 1);
+  // A login that may be repeated is not retried until --wait either.
+  Client c2(config(), t, far());
+  e = error_of([&] {
+    c2.login_arvados("arvados", "r", Secret(std::string_view("v2/zzzzz-gj3su-0/secret")));
+  });
+  REQUIRE(e);
+  CHECK(code_of(*e) == 78);
+  CHECK(t.requests_sent() == 4);
+}
+
+TEST_CASE("the scheme is checked once, only after a lost answer, and only over http://") {
+  FakeTransport t([&](const Seen& s) {
+    return s.path == "sys/health" ? resp(200, "{}") : no_connection("Connection reset by peer");
+  });
+  Client c(config(0), t, far());
+  c.use_token(Secret(std::string_view("s.t")));
+  CHECK(error_of([&] { c.read_all({spec("kv/a")}); }));
+  CHECK(error_of([&] { c.read_all({spec("kv/b")}); }));
+  std::size_t probes = 0;
+  for (const auto& b : t.batches) {
+    for (const auto& s : b) {
+      probes += s.path == "sys/health" ? 1 : 0;
+    }
+  }
+  CHECK(probes == 1);
+  FakeTransport ok([](const Seen&) { return resp(200, R"({"data":{"k":"v"}})"); });
+  Client c3(config(), ok, far());
+  c3.use_token(Secret(std::string_view("s.t")));
+  c3.read_all({spec("kv/a")});
+  CHECK(ok.requests_sent() == 1);
 }
 
 TEST_CASE("a single-use login is retried while the request provably was not sent") {
@@ -911,16 +967,30 @@ TEST_SUITE_END();
 
 TEST_SUITE_BEGIN("vault::diagnosis");
 
-TEST_CASE("a 403 with a token Vault refuses is an invalid token, not a missing policy") {
+TEST_CASE("a 403 with lookup-self refused too cannot tell an invalid token from one without "
+          "the default policy, and says so") {
   FakeTransport t([](const Seen&) { return resp(403, R"({"errors":["permission denied"]})"); });
   Client c(config(), t, far());
   c.use_token(Secret(std::string_view("s.expired")));
   auto e = error_of([&] { c.read_all({spec("kv/a"), spec("kv/b")}); });
   REQUIRE(e);
   CHECK(code_of(*e) == 80);
-  CHECK_CONTAINS(e->what(), "the token is invalid or expired");
+  CHECK_CONTAINS(e->what(), "cannot tell whether it is invalid or expired");
+  CHECK_CONTAINS(e->what(), "without the default policy");
+  CHECK(std::string(e->what()).find("the token is invalid or expired") == std::string::npos);
   // One extra request for all the 403s, made after them.
   CHECK(t.batch_sizes() == std::vector<std::size_t>{2, 1});
+}
+
+TEST_CASE("a refused sys/capabilities-self cannot tell either, and blames no endpoint") {
+  FakeTransport t([](const Seen&) { return resp(403, R"({"errors":["permission denied"]})"); });
+  Client c(config(), t, far());
+  c.use_token(Secret(std::string_view("s.t")));
+  auto e = error_of([&] { c.capabilities({"kv/a"}); });
+  REQUIRE(e);
+  CHECK(code_of(*e) == 80);
+  CHECK_CONTAINS(e->what(), "cannot tell whether it is invalid or expired");
+  CHECK(t.requests_sent() == 1);
 }
 
 TEST_CASE("no extra request when nothing was refused") {

@@ -120,10 +120,17 @@ private:
   // Sends `requests` with retries until the deadline; returns final responses. A `single_use`
   // request is retried only when it provably was not sent.
   std::vector<Response> send(const std::vector<Request>& requests, bool single_use = false);
+  // Over http://, when an answer was lost after a request was sent, asks once whether the
+  // server speaks HTTPS and if so turns the lost answers into its 400 (a scheme mismatch).
+  void diagnose_scheme(std::vector<Response>& responses);
   // Throws "outcome unknown" when the single-use request `what` got a retryable answer after
   // it was sent.
   void fail_single_use(const Response& r, const std::string& what) const;
   void take_auth(const Response& response, const std::string& what);
+  // Throws the configuration error (78) for an address whose scheme the server does not speak
+  // (https:// on plain HTTP, http:// on TLS): every login and read checks this first, since
+  // no retry can help and a login's "refused" or "outcome unknown" would mislead.
+  void fail_on_scheme_mismatch(const Response& r) const;
   // Throws the `util::Error` that a failed `r` for `what` means.
   [[noreturn]] void fail(const Response& r, const std::string& what, util::ExitCode on_400,
                          const std::string& hint_403) const;
@@ -131,7 +138,8 @@ private:
   void fail_login(const Response& r, const std::string& what, const std::string& mount,
                   const std::string& option) const;
   util::Error used_wrapping_token(const Response& r, const std::string& endpoint) const;
-  // auth/token/lookup-self: false when Vault refuses the token itself.
+  // auth/token/lookup-self: false when Vault refuses it (an invalid token, or one without the
+  // `default` policy).
   bool token_is_valid();
   // Logs every cause but the first, one line per cause; returns the first to throw.
   util::Error report_failures(const std::vector<util::Error>& failures,
@@ -146,7 +154,10 @@ private:
   std::mt19937_64 m_rng;
   std::vector<util::Secret> m_credentials; // copies, redacted from server messages
   Clock::time_point m_start;
-  bool m_token_invalid = false; // set by read_all after a 403, from auth/token/lookup-self
+  // Set by read_all after a 403 when auth/token/lookup-self was refused too: the token is
+  // invalid, or lacks the `default` policy (Vault's answer does not say which).
+  bool m_token_refused = false;
+  bool m_scheme_checked = false; // diagnose_scheme asked sys/health already
 };
 
 // The first message of a Vault error body (`{"errors":[...]}`), cleaned to one printable line
