@@ -20,8 +20,8 @@ std::string exit_code_meaning(ExitCode code) {
   case ExitCode::invalid_input:
     return "invalid reference, manifest or template; fix the named file:line or reference";
   case ExitCode::no_input:
-    return "an input file (manifest, template, token file) is missing or unreadable; check the "
-           "path";
+    return "an input file (manifest, template, token file) is missing or unreadable, or "
+           "standard input (--token-file -) did not end within --wait; check the path";
   case ExitCode::unavailable:
     return "Vault unavailable until the --wait deadline (connection failed, sealed, 5xx), or a "
            "single-use login's outcome is unknown; check VAULT_ADDR and Vault's status, or raise "

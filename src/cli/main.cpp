@@ -9,6 +9,7 @@
 #include "crunchsecrets/util/duration.hpp"
 #include "crunchsecrets/util/fds.hpp"
 #include "crunchsecrets/util/log.hpp"
+#include "crunchsecrets/util/text.hpp"
 #include "crunchsecrets/vault/curl_version.hpp"
 #include "cs_revision.h"
 #include "cs_version.h"
@@ -164,6 +165,30 @@ std::optional<std::string> first_word(const std::vector<std::string>& args) {
   return std::nullopt;
 }
 
+// The first option before any subcommand that the program does not define, if any.
+std::optional<std::string> unknown_option(const CLI::App& app,
+                                          const std::vector<std::string>& args) {
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a.empty() || a[0] != '-') {
+      return std::nullopt; // a subcommand: CLI11's own message names what is wrong there
+    }
+    const std::size_t eq = a.find('=');
+    const std::string name = a.substr(0, eq);
+    if (name == "-h" || name == "--help" || name == "--version") {
+      continue;
+    }
+    const CLI::Option* opt = app.get_option_no_throw(name);
+    if (opt == nullptr) {
+      return name;
+    }
+    if (eq == std::string::npos && opt->get_items_expected_min() > 0) {
+      ++i; // its value
+    }
+  }
+  return std::nullopt;
+}
+
 // The command line: every option's variable, the subcommands, and the binder that knows
 // which options the command line set.
 struct CommandLine {
@@ -287,35 +312,47 @@ int generate(CLI::App& app, const std::string& what) {
 // Fills the options the command line left unset from their environment variables, checks
 // them and configures logging. Returns an exit code when a setting is wrong.
 std::optional<int> apply_settings(CommandLine& cl) {
-  auto setting = [&](const std::string& name, std::string& value,
-                     const std::string& fallback) -> std::string {
-    if (auto env = cl.binder.from_env(name)) {
+  // A variable whose option the command line sets is not read: the command line wins, even
+  // over a value that would be invalid (which is then ignored with a warning).
+  std::vector<std::string> ignored;
+  auto setting = [&](const std::string& name, std::string& value, const std::string& fallback,
+                     bool given_otherwise = false) -> std::string {
+    const cs::core::OptionDoc& doc = cs::core::option_doc(name);
+    if (given_otherwise && doc.env_is_default) {
+      if (auto v = getenv_opt(std::string(doc.env).c_str())) {
+        ignored.push_back(fmt::format("{}='{}'", doc.env, cs::util::excerpt(*v)));
+      }
+    } else if (auto env = cl.binder.from_env(name)) {
       value = env->first;
-      return env->second + "='" + env->first + "'";
+      return env->second + "='" + cs::util::excerpt(env->first) + "'";
     }
     if (value.empty()) {
       value = fallback;
     }
-    return name + " " + value;
+    return name + " " + cs::util::excerpt(value);
   };
   const std::string format_source = setting("--log-format", cl.log_format, "text");
   if (cl.log_format != "text" && cl.log_format != "json") {
     return fail(ExitCode::usage,
                 format_source + ": the log format must be text or json: see crunch-secrets --help");
   }
-  const std::string level_source = setting("--log-level", cl.log_level, "info");
+  // -v and -q are the command line too: they win over CRUNCH_SECRETS_LOG_LEVEL.
+  const std::string level_source =
+      setting("--log-level", cl.log_level, "info", cl.verbose || cl.quiet);
   auto level = log::parse_level(cl.log_level);
   if (!level) {
     return fail(ExitCode::usage, level_source + ": the log level must be error, info or debug: "
                                                 "see crunch-secrets --help");
   }
-  // -v and -q are the command line too: they win over CRUNCH_SECRETS_LOG_LEVEL.
   if (cl.verbose) {
     level = log::Level::debug;
   } else if (cl.quiet) {
     level = log::Level::error;
   }
   log::configure(*level, cl.log_format == "json" ? log::Format::json : log::Format::text);
+  for (const std::string& var : ignored) {
+    log::warning("{} is ignored: -q/-v on the command line set the log level", var);
+  }
 
   const std::string auth_source = setting("--auth", cl.auth_method, "auto");
   const auto& methods = cs::core::auth_method_names();
@@ -328,7 +365,7 @@ std::optional<int> apply_settings(CommandLine& cl) {
   const std::string wait_source = setting("--wait", cl.wait, "60s");
   auto d = cs::util::parse_duration(cl.wait);
   if (!d) {
-    return fail(ExitCode::usage, wait_source + ": " + d.error());
+    return fail(ExitCode::usage, wait_source + ": " + cs::util::excerpt(d.error(), 160));
   }
   cl.options.wait = *d;
   if (cl.consume && !cl.online) {
@@ -387,12 +424,13 @@ int main(int argc, char** argv) {
     return fail(ExitCode::usage, fmt::format("unknown subcommand '{}': use run or check (or, on "
                                              "the host, prepare or cleanup; see crunch-secrets "
                                              "--help)",
-                                             *word));
+                                             cs::util::excerpt(*word)));
   }
   define(cl);
   if (cl.ours.size() == 2 && cl.ours[0] == "--generate") {
     return generate(cl.app, cl.ours[1]);
   }
+  const std::vector<std::string> given = cl.ours;
   std::reverse(cl.ours.begin(), cl.ours.end());
   try {
     cl.app.parse(cl.ours);
@@ -400,7 +438,13 @@ int main(int argc, char** argv) {
     if (e.get_exit_code() == 0) {
       return cl.app.exit(e); // --help or --version
     }
-    return fail(ExitCode::usage, std::string(e.what()) + ": see crunch-secrets --help");
+    // Without a subcommand CLI11 only says one is required; an option it does not know is
+    // the likelier mistake, so name it.
+    if (auto unknown = unknown_option(cl.app, given)) {
+      return fail(ExitCode::usage, fmt::format("unknown option '{}': see crunch-secrets --help",
+                                               cs::util::excerpt(*unknown)));
+    }
+    return fail(ExitCode::usage, cs::util::excerpt(e.what(), 512) + ": see crunch-secrets --help");
   }
   if (auto code = apply_settings(cl)) {
     return *code;

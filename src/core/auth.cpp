@@ -5,6 +5,7 @@
 #include "crunchsecrets/util/log.hpp"
 #include "crunchsecrets/util/text.hpp"
 
+#include <optional>
 #include <sys/stat.h>
 
 namespace cs::core {
@@ -31,15 +32,51 @@ Secret from_env(const vault::EnvLookup& env, std::initializer_list<const char*> 
 }
 
 // The wrapping token of `--auth wrapped`, for a login and for `check --online` alike.
-Secret wrapping_token(const AuthOptions& o, const vault::EnvLookup& env) {
+Secret wrapping_token(const AuthOptions& o, const vault::EnvLookup& env,
+                      vault::Clock::time_point deadline) {
   Secret w = !o.wrapped_token_file.empty()
-                 ? read_credential(o.wrapped_token_file, "--wrapped-token-file")
+                 ? read_credential(o.wrapped_token_file, "--wrapped-token-file", deadline)
                  : from_env(env, {"CRUNCH_SECRETS_WRAPPED_TOKEN"});
   if (w.empty()) {
     throw Error(ExitCode::config, "--auth wrapped: pass --wrapped-token-file or set "
                                   "CRUNCH_SECRETS_WRAPPED_TOKEN");
   }
   return w;
+}
+
+// The AppRole mount of a wrapping token's creation path when it wraps a secret id
+// (`auth/<mount>/role/<name>/secret-id` or `.../custom-secret-id`), else nothing.
+std::optional<std::string> secret_id_mount(const std::string& creation_path) {
+  const std::string prefix = "auth/";
+  const std::size_t role = creation_path.rfind("/role/");
+  const bool secret_id =
+      creation_path.ends_with("/secret-id") || creation_path.ends_with("/custom-secret-id");
+  if (!creation_path.starts_with(prefix) || role == std::string::npos || !secret_id ||
+      role <= prefix.size()) {
+    return std::nullopt;
+  }
+  return creation_path.substr(prefix.size(), role - prefix.size());
+}
+
+// What `run` would need to log in with a wrapped secret id, checked before anything is
+// unwrapped: the role id, and the mount the secret id belongs to.
+void check_wrapped_secret_id(const AuthOptions& o, const std::string& created,
+                             const std::string& mount) {
+  if (o.role_id.empty() && o.role_id_file.empty()) {
+    throw Error(ExitCode::config,
+                "the response-wrapping token holds an AppRole secret id (created by {}) and no "
+                "role id was given: run would unwrap it, using it up, and could not log in; give "
+                "the role id (--role-id, --role-id-file or CRUNCH_SECRETS_ROLE_ID): the token "
+                "was not unwrapped and can still be used",
+                created);
+  }
+  if (mount != o.approle_mount) {
+    throw Error(ExitCode::config,
+                "the response-wrapping token holds an AppRole secret id of auth/{} (created by "
+                "{}), but logins go to auth/{}: pass --approle-mount {}: the token was not "
+                "unwrapped and can still be used",
+                mount, created, o.approle_mount, mount);
+  }
 }
 
 } // namespace
@@ -53,14 +90,24 @@ void require_credential(const Secret& value, const std::string& source) {
   }
 }
 
-Secret read_credential(const std::string& path, const std::string& what) {
-  auto text = value_or_throw(util::read_secret_file(path == "-" ? "/dev/stdin" : path),
-                             ExitCode::no_input, "{}: {}: check the path", what);
-  const std::string source =
-      path == "-" ? what + " - (standard input)" : fmt::format("{} {}", what, path);
+Secret read_credential(const std::string& path, const std::string& what,
+                       vault::Clock::time_point deadline) {
+  util::SecureString text;
+  std::string source;
+  if (path == "-") {
+    source = what + " - (standard input)";
+    text = value_or_throw(util::read_secret_stdin(deadline), ExitCode::no_input,
+                          "{}: {}: pipe the credential in and close the pipe (e.g. printf '%s\\n' "
+                          "\"$TOKEN\" | crunch-secrets ...); standard input is read until it ends, "
+                          "for at most --wait",
+                          source);
+  } else {
+    source = fmt::format("{} {}", what, path);
+    text = value_or_throw(util::read_secret_file(path), ExitCode::no_input,
+                          "{}: {}: check the path", what);
+  }
   if (text.empty()) {
-    throw Error(ExitCode::config, "{} {} is empty", what,
-                path == "-" ? std::string("(standard input)") : "file " + path);
+    throw Error(ExitCode::config, "{} is empty", source);
   }
   Secret s(std::move(text));
   require_credential(s, source);
@@ -148,12 +195,13 @@ AuthMethod choose_method(const AuthOptions& o, const vault::EnvLookup& env) {
 namespace {
 
 void login_token(vault::Client& client, const AuthOptions& o, const vault::EnvLookup& env) {
-  Secret token = !o.token_file.empty() ? read_credential(o.token_file, "--token-file")
-                                       : from_env(env, {"BAO_TOKEN", "VAULT_TOKEN"});
+  Secret token = !o.token_file.empty()
+                     ? read_credential(o.token_file, "--token-file", client.deadline())
+                     : from_env(env, {"BAO_TOKEN", "VAULT_TOKEN"});
   // As the Vault CLI does: the token helper's file when no token was given otherwise.
   if (const std::string helper = vault_token_helper_file(env); token.empty() && !helper.empty()) {
     util::log::debug("using the token in {}", helper);
-    token = read_credential(helper, "the Vault token file");
+    token = read_credential(helper, "the Vault token file", client.deadline());
   }
   if (token.empty()) {
     throw Error(ExitCode::config, "--auth token: set VAULT_TOKEN (or BAO_TOKEN), write "
@@ -163,11 +211,11 @@ void login_token(vault::Client& client, const AuthOptions& o, const vault::EnvLo
 }
 
 void login_wrapped(vault::Client& client, const AuthOptions& o, const vault::EnvLookup& env) {
-  const Secret w = wrapping_token(o, env);
+  const Secret w = wrapping_token(o, env, client.deadline());
   // The wrapping token may hold an AppRole secret id; the role id is then needed too.
   Secret role_id;
   if (!o.role_id_file.empty()) {
-    role_id = read_credential(o.role_id_file, "--role-id-file");
+    role_id = read_credential(o.role_id_file, "--role-id-file", client.deadline());
   } else if (!o.role_id.empty()) {
     role_id = Secret(o.role_id);
     require_credential(role_id, o.role_id_source);
@@ -178,13 +226,13 @@ void login_wrapped(vault::Client& client, const AuthOptions& o, const vault::Env
 void login_approle(vault::Client& client, const AuthOptions& o, const vault::EnvLookup& env) {
   Secret role_id;
   if (!o.role_id_file.empty()) {
-    role_id = read_credential(o.role_id_file, "--role-id-file");
+    role_id = read_credential(o.role_id_file, "--role-id-file", client.deadline());
   } else {
     role_id = Secret(o.role_id);
     require_credential(role_id, o.role_id_source);
   }
   Secret secret_id = !o.secret_id_file.empty()
-                         ? read_credential(o.secret_id_file, "--secret-id-file")
+                         ? read_credential(o.secret_id_file, "--secret-id-file", client.deadline())
                          : from_env(env, {"CRUNCH_SECRETS_SECRET_ID"});
   if (role_id.empty() || secret_id.empty()) {
     throw Error(ExitCode::config, "--auth approle needs a role id (--role-id, --role-id-file or "
@@ -195,9 +243,10 @@ void login_approle(vault::Client& client, const AuthOptions& o, const vault::Env
 }
 
 void login_arvados(vault::Client& client, const AuthOptions& o, const vault::EnvLookup& env) {
-  Secret token = !o.arvados_token_file.empty()
-                     ? read_credential(o.arvados_token_file, "--arvados-token-file")
-                     : from_env(env, {"ARVADOS_API_TOKEN"});
+  Secret token =
+      !o.arvados_token_file.empty()
+          ? read_credential(o.arvados_token_file, "--arvados-token-file", client.deadline())
+          : from_env(env, {"ARVADOS_API_TOKEN"});
   if (token.empty()) {
     throw Error(ExitCode::config, "--auth arvados: ARVADOS_API_TOKEN is not set (run the "
                                   "container with runtime_constraints.API: true) and no "
@@ -234,11 +283,19 @@ std::string check_without_login(vault::Client& client, const AuthOptions& o,
                                 const vault::EnvLookup& env) {
   const AuthMethod method = choose_method(o, env);
   if (method == AuthMethod::wrapped) {
-    const vault::WrapInfo info = client.lookup_wrapping(wrapping_token(o, env));
+    const vault::WrapInfo info = client.lookup_wrapping(wrapping_token(o, env, client.deadline()));
+    const std::string created = info.creation_path.empty() ? "?" : info.creation_path;
+    if (const auto mount = secret_id_mount(info.creation_path)) {
+      check_wrapped_secret_id(o, created, *mount);
+      return fmt::format("wrapped AppRole secret id (the wrapping token is valid: created by {}, "
+                         "TTL {}s; the role id is given; not unwrapped, so read capabilities were "
+                         "not checked: --consume-credentials would use it up)",
+                         created, info.creation_ttl);
+    }
     return fmt::format("wrapped (the wrapping token is valid: created by {}, TTL {}s; not "
                        "unwrapped, so read capabilities were not checked: --consume-credentials "
                        "would use it up)",
-                       info.creation_path.empty() ? "?" : info.creation_path, info.creation_ttl);
+                       created, info.creation_ttl);
   }
   if (method == AuthMethod::approle) {
     throw Error(ExitCode::usage,

@@ -385,7 +385,9 @@ std::string render_check_json(const CheckReport& r) {
                           {"mode", fmt::format("{:04o}", f.mode)},
                           {"origin", f.origin}});
   }
-  return j.dump() + "\n";
+  // Names from the environment or a manifest may hold bytes that are not UTF-8: they are
+  // replaced (U+FFFD) so that the output stays JSON.
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
 // "a, b, c". Not fmt::join: GCC 12 at -O3 warns (stringop-overflow) inside fmt 9's formatter

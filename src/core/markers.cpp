@@ -2,6 +2,7 @@
 
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/util/fs.hpp"
+#include "crunchsecrets/util/text.hpp"
 
 #include <sys/stat.h>
 
@@ -85,7 +86,7 @@ bool argv_marker(const vault::EnvLookup& env) {
     return true;
   }
   throw Error(ExitCode::usage, "{}='{}' must be 1 (substitute references in the command) or 0",
-              k_argv_var, *v);
+              k_argv_var, util::excerpt(*v));
 }
 
 std::vector<std::string> without_manifest_marker(std::vector<std::string> environ) {

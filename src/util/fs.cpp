@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <linux/magic.h>
+#include <poll.h>
 #include <random>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -320,6 +321,52 @@ Result<S> read_whole(const std::string& path) {
 
 Result<std::string> read_file(const std::string& path) {
   return read_whole<std::string>(path);
+}
+
+// Drops the one trailing newline a file (or a pipe) ends its line with.
+void drop_line_end(SecureString& s) {
+  if (!s.empty() && s.back() == '\n') {
+    s.back() = '\0';
+    s.pop_back();
+  }
+}
+
+Result<SecureString> read_secret_stdin(std::chrono::steady_clock::time_point deadline) {
+  SecureString out;
+  char buf[4096];
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd p{STDIN_FILENO, POLLIN, 0};
+    const int ready = ::poll(&p, 1, static_cast<int>(std::max<long long>(left.count(), 0)));
+    if (ready < 0 && errno == EINTR) {
+      continue;
+    }
+    if (ready == 0) {
+      wipe(buf, sizeof buf);
+      wipe_string(out);
+      return err(std::string("standard input did not end before the deadline"));
+    }
+    const ssize_t n = ready < 0 ? -1 : ::read(STDIN_FILENO, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) {
+        continue;
+      }
+      wipe(buf, sizeof buf);
+      return err(fmt::format("cannot read standard input: {}", errno_text(errno)));
+    }
+    if (n == 0) {
+      break;
+    }
+    out.append(buf, static_cast<std::size_t>(n));
+    if (out.size() > 16 * 1024 * 1024) {
+      wipe(buf, sizeof buf);
+      return err(std::string("standard input holds more than 16 MiB"));
+    }
+  }
+  wipe(buf, sizeof buf);
+  drop_line_end(out);
+  return out;
 }
 
 Result<SecureString> read_secret_file(const std::string& path) {

@@ -1,5 +1,7 @@
 #include "crunchsecrets/util/log.hpp"
 
+#include "crunchsecrets/util/text.hpp"
+
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -72,32 +74,7 @@ std::optional<Level> parse_level(std::string_view text) {
 
 std::string json_quote(std::string_view text) {
   std::string out = "\"";
-  for (char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    switch (c) {
-    case '"':
-      out += "\\\"";
-      break;
-    case '\\':
-      out += "\\\\";
-      break;
-    case '\n':
-      out += "\\n";
-      break;
-    case '\t':
-      out += "\\t";
-      break;
-    case '\r':
-      out += "\\r";
-      break;
-    default:
-      if (u < 0x20 || u == 0x7f) {
-        out += fmt::format("\\u{:04x}", u);
-      } else {
-        out += c;
-      }
-    }
-  }
+  append_json_string(out, text);
   out += '"';
   return out;
 }
@@ -112,7 +89,9 @@ std::string format_line(Level level, std::string_view message, const Fields& fie
     }
   }
   if (line_format == Format::text) {
-    return fmt::format("crunch-secrets: {}: {}\n", level_name(level), clean);
+    // A file name or a server's message must not drive the terminal: controls are shown
+    // escaped (util::printable), never written raw.
+    return fmt::format("crunch-secrets: {}: {}\n", level_name(level), printable(clean));
   }
   std::string line = fmt::format("{{\"time\":{},\"level\":\"{}\",\"msg\":{}", json_quote(time),
                                  level_name(level), json_quote(clean));

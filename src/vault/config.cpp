@@ -36,7 +36,8 @@ bool parse_bool(const std::string& value, const std::string& var) {
       return false;
     }
   }
-  throw Error(ExitCode::config, "{}='{}' is not a boolean: use true or false", var, value);
+  throw Error(ExitCode::config, "{}='{}' is not a boolean: use true or false", var,
+              util::excerpt(value));
 }
 
 } // namespace
@@ -62,10 +63,11 @@ std::string normalize_address(const std::string& value, const std::string& sourc
                 source);
   }
   if (scheme != "http" && scheme != "https") {
-    throw Error(ExitCode::config, "{}='{}' must start with http:// or https://", source, address);
+    throw Error(ExitCode::config, "{}='{}' must start with http:// or https://", source,
+                util::excerpt(address));
   }
   if (authority.empty()) {
-    throw Error(ExitCode::config, "{}='{}' has no host", source, address);
+    throw Error(ExitCode::config, "{}='{}' has no host", source, util::excerpt(address));
   }
   return address;
 }
@@ -105,7 +107,7 @@ Config config_from_env(const EnvLookup& env) {
     auto d = util::parse_duration(v->first);
     if (!d || d->count() <= 0) {
       throw Error(ExitCode::config, "{}='{}' is not a positive duration (e.g. 30s)", v->second,
-                  v->first);
+                  util::excerpt(v->first));
     }
     c.client_timeout = *d;
   }
@@ -121,7 +123,8 @@ Config config_from_env(const EnvLookup& env) {
       n = -1;
     }
     if (n < 0) {
-      throw Error(ExitCode::config, "{}='{}' is not a non-negative integer", v->second, v->first);
+      throw Error(ExitCode::config, "{}='{}' is not a non-negative integer", v->second,
+                  util::excerpt(v->first));
     }
     c.max_retries = n;
   }

@@ -33,6 +33,8 @@ MESSAGES = {
     "grouped": "5 references",
     "env_invalid": "CRUNCH_SECRETS_AUTH='kerberos'",
     "retrying": "next try in",
+    "wrapped_secret_id_no_role": "holds an AppRole secret id",
+    "stdin_not_ended": "standard input did not end before the deadline",
 }
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")

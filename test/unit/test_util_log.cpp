@@ -35,6 +35,20 @@ TEST_CASE("a JSON line is one object with time, level, msg and the set fields") 
   CHECK(j["exit_code"] == 77);
 }
 
+TEST_CASE("a text line shows control characters and bytes that are not UTF-8 escaped") {
+  CHECK(format_line(Level::error, "cannot read /x/\x1b]0;t\x07\xff", Fields{}, Format::text, "") ==
+        "crunch-secrets: error: cannot read /x/\\x1b]0;t\\x07\\xff\n");
+}
+
+TEST_CASE("a JSON line is valid UTF-8 whatever the message holds") {
+  Fields f;
+  f.path = "a/\xff";
+  const auto line = format_line(Level::error, "m \xc3\x28 \x1b", f, Format::json, "t");
+  const auto j = nlohmann::json::parse(line); // throws on invalid UTF-8
+  CHECK(j["msg"] == "m \xef\xbf\xbd( \x1b");
+  CHECK(j["path"] == "a/\xef\xbf\xbd");
+}
+
 TEST_CASE("unset fields are left out of JSON lines") {
   const auto j = nlohmann::json::parse(format_line(Level::info, "m", Fields{}, Format::json, "t"));
   CHECK(j.size() == 3);

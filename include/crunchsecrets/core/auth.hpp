@@ -31,7 +31,9 @@ void require_credential(const util::Secret& value, const std::string& source);
 // Reads a credential from the file `path`, or from standard input when `path` is "-" (the
 // convention of the Vault CLI and of most Unix tools, so that it need not be stored in a file),
 // and checks it with `require_credential`; `what` names the option for messages.
-util::Secret read_credential(const std::string& path, const std::string& what);
+// Standard input is read until it ends, for at most until `deadline` (--wait).
+util::Secret read_credential(const std::string& path, const std::string& what,
+                             vault::Clock::time_point deadline);
 
 // Fills unset options from the manifest's `auth:` block and the environment.
 AuthOptions merge_auth(AuthOptions options, const Manifest* manifest, const vault::EnvLookup& env);

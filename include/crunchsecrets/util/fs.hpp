@@ -5,6 +5,7 @@
 #include "crunchsecrets/util/result.hpp"
 #include "crunchsecrets/util/secret.hpp"
 
+#include <chrono>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -98,5 +99,10 @@ Result<std::string> read_file(const std::string& path);
 // Reads a file holding a credential (token, secret id); one trailing newline, the file's line
 // end, is dropped, and nothing else.
 Result<SecureString> read_secret_file(const std::string& path);
+
+// Reads a credential from standard input until it ends, as `read_secret_file` does a file, but
+// fails once `deadline` passes without the end: a terminal or a pipe nobody closes would
+// otherwise hold the run forever.
+Result<SecureString> read_secret_stdin(std::chrono::steady_clock::time_point deadline);
 
 } // namespace cs::util

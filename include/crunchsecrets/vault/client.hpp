@@ -115,6 +115,8 @@ public:
   // The client token in use (for `prepare`, which hands it to `cleanup` to revoke).
   const util::Secret& token() const { return m_token; }
   const std::string& address() const { return m_config.address; }
+  // When retrying stops (--wait); reading a credential from standard input waits no longer.
+  Clock::time_point deadline() const { return m_deadline; }
 
 private:
   // Sends `requests` with retries until the deadline; returns final responses. A `single_use`
