@@ -138,8 +138,8 @@ void Session::add_lease(std::size_t fetch, const vault::Fetched& f, Clock::time_
   Lease l;
   l.fetch = fetch;
   l.id = f.lease_id;
-  l.state = supervise::granted_lease(now, Seconds{f.lease_duration}, f.renewable);
-  l.increment = Seconds{f.lease_duration};
+  l.state = supervise::granted_lease(now, supervise::lease_seconds(f.lease_duration), f.renewable);
+  l.increment = supervise::lease_seconds(f.lease_duration);
   m_leases.push_back(std::move(l));
 }
 
@@ -185,8 +185,8 @@ void Session::begin(Clock::time_point now) {
     if (a.ttl > 0) {
       Lease t;
       t.id = "token";
-      t.state = supervise::granted_lease(now, Seconds{a.ttl}, a.renewable);
-      t.increment = Seconds{a.ttl};
+      t.state = supervise::granted_lease(now, supervise::lease_seconds(a.ttl), a.renewable);
+      t.increment = supervise::lease_seconds(a.ttl);
       m_token = std::move(t);
     }
   } catch (const Error& e) {
@@ -279,8 +279,13 @@ void Session::on_timer(Clock::time_point now) {
 void Session::renew(Lease& lease, Clock::time_point now) {
   try {
     const LeaseAnswer a = m_vault.renew_lease(lease.id, lease.increment.count());
-    lease.state =
-        supervise::after_renewal(lease.state, now, Seconds{a.ttl}, a.renewable, lease.increment);
+    if (a.ttl <= 0) {
+      // A renewal that grants nothing (0, negative, missing or not a number: a broken or
+      // hostile answer) extends nothing: treat it as refused and fetch new credentials.
+      throw Error(ExitCode::protocol, "Vault's answer grants no lease_duration");
+    }
+    lease.state = supervise::after_renewal(lease.state, now, supervise::lease_seconds(a.ttl),
+                                           a.renewable, lease.increment);
     ++m_stats.renewals;
     util::log::debug("supervise: renewed {} of {}: ttl {}s{}", lease_tag(lease.id),
                      name_of(lease.fetch), a.ttl,
@@ -344,7 +349,11 @@ void Session::handle_token(Clock::time_point now) {
   if (step.kind == StepKind::renew) {
     try {
       const LeaseAnswer a = m_vault.renew_token(t.increment.count());
-      t.state = supervise::after_renewal(t.state, now, Seconds{a.ttl}, a.renewable, t.increment);
+      if (a.ttl <= 0) {
+        throw Error(ExitCode::protocol, "Vault's answer grants no lease_duration");
+      }
+      t.state = supervise::after_renewal(t.state, now, supervise::lease_seconds(a.ttl), a.renewable,
+                                         t.increment);
       ++m_stats.token_renewals;
       util::log::debug("supervise: renewed the token: ttl {}s", a.ttl);
       return;

@@ -4,6 +4,13 @@
 
 namespace cs::supervise {
 
+Seconds lease_seconds(std::int64_t ttl) {
+  if (ttl <= 0) {
+    return Seconds{0};
+  }
+  return std::min(Seconds{ttl}, k_max_lease);
+}
+
 LeaseState granted_lease(Clock::time_point now, Seconds ttl, bool renewable) {
   LeaseState s;
   s.granted = now;

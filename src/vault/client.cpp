@@ -5,6 +5,7 @@
 #include "crunchsecrets/util/text.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <thread>
 
 namespace cs::vault {
@@ -166,6 +167,18 @@ void explain_not_found(const ReadSpec& spec, const SecretJson& j) {
 }
 
 } // namespace
+
+std::int64_t json_seconds(const SecretJson& object, const char* key) {
+  if (!object.is_object() || !object.contains(key)) {
+    return 0;
+  }
+  const SecretJson& v = object[key];
+  if (v.is_number_unsigned()) {
+    return static_cast<std::int64_t>(
+        std::min<std::uint64_t>(v.get<std::uint64_t>(), std::numeric_limits<std::int64_t>::max()));
+  }
+  return v.is_number_integer() ? v.get<std::int64_t>() : 0;
+}
 
 bool is_https_to_plain_http(const Response& r) {
   // OpenSSL's words when the first bytes back are not a TLS record, e.g. an HTTP answer.
@@ -789,9 +802,7 @@ Fetched Client::parse_read(const ReadSpec& spec, const Response& r) const {
     const auto& s = j["lease_id"].get_ref<const SecretJson::string_t&>();
     f.lease_id.assign(s.data(), s.size());
   }
-  if (j.contains("lease_duration") && j["lease_duration"].is_number_integer()) {
-    f.lease_duration = j["lease_duration"].get<std::int64_t>();
-  }
+  f.lease_duration = json_seconds(j, "lease_duration");
   if (j.contains("renewable") && j["renewable"].is_boolean()) {
     f.renewable = j["renewable"].get<bool>();
   }

@@ -28,9 +28,7 @@ LeaseInfo lease_info(const util::SecretJson& object, const char* ttl_key) {
   if (!object.is_object()) {
     return info;
   }
-  if (object.contains(ttl_key) && object[ttl_key].is_number_integer()) {
-    info.ttl = object[ttl_key].get<std::int64_t>();
-  }
+  info.ttl = json_seconds(object, ttl_key);
   if (object.contains("renewable") && object["renewable"].is_boolean()) {
     info.renewable = object["renewable"].get<bool>();
   }

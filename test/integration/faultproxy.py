@@ -39,6 +39,8 @@ class Action:
       "garbage"        answer 200 with `body` (not JSON) as a complete response
       "oversized"      answer 200 with a valid-looking body of `size` bytes
       "deep"           answer 200 with `data.password` nested `size` arrays deep
+      "rewrite"        forward, then answer the upstream status with `rewrite(body)` instead of
+                       the body (a hostile server's answer built on the real one)
     """
 
     kind: str = "forward"
@@ -49,6 +51,7 @@ class Action:
     chunk: int = 16
     size: int = 0
     then: "Action | None" = None
+    rewrite: "Callable[[bytes], bytes] | None" = None
 
 
 FORWARD = Action()
@@ -215,6 +218,10 @@ class FaultProxy:
             return True
         status, reason, data = self._forward(method, path, headers, body)
         if a.kind == "forward":
+            conn.sendall(self._head(status, len(data)) + data)
+            return True
+        if a.kind == "rewrite":
+            data = a.rewrite(data) if a.rewrite else data
             conn.sendall(self._head(status, len(data)) + data)
             return True
         if a.kind == "forward_status":

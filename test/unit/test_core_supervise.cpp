@@ -3,8 +3,10 @@
 #include "crunchsecrets/core/supervise.hpp"
 
 #include <doctest/doctest.h>
+#include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +26,7 @@ struct FakeVault : VaultOps {
   std::int64_t max_ttl = 45;
   bool down = false;
   bool refuse_renewal = false;
+  std::optional<LeaseAnswer> renewal_answer; // answers every renewal when set (a hostile Vault)
   int issued = 0;
   std::uint64_t kv_version = 1;
   std::map<std::string, std::int64_t> age; // lease id -> seconds granted so far
@@ -65,6 +68,9 @@ struct FakeVault : VaultOps {
     fail_if_down("renew " + id);
     if (refuse_renewal) {
       throw Error(ExitCode::invalid_input, "lease is not renewable (400)");
+    }
+    if (renewal_answer) {
+      return *renewal_answer;
     }
     const auto elapsed = std::chrono::duration_cast<std::chrono::seconds>(*now - issued_at[id]);
     const std::int64_t left = max_ttl - elapsed.count();
@@ -212,6 +218,35 @@ TEST_CASE("a lease capped close to its max_ttl is replaced a third of a full TTL
   w.advance(t0 + 25s);
   CHECK(w.count("read database/creds/app") == 1);
   CHECK(w.session->stats().rotations == 1);
+}
+
+TEST_CASE("a renewal that grants no TTL counts as refused: new credentials at once") {
+  for (const std::int64_t ttl : {std::int64_t{0}, std::int64_t{-5}}) {
+    World w;
+    w.vault.renewal_answer = LeaseAnswer{ttl, true};
+    w.advance(t0 + 20s);
+    CHECK(w.count("renew database/creds/app/lease1") == 1);
+    CHECK(w.count("read database/creds/app") == 1);
+    CHECK(w.session->stats().rotations == 1);
+    // The new lease (granted at 20 s) is renewed at two thirds of its TTL, not in a loop.
+    w.advance(t0 + 40s);
+    CHECK(w.count("renew database/creds/app/lease2") == 1);
+    CHECK(w.vault.log.size() < 6);
+  }
+}
+
+TEST_CASE("a huge TTL is capped at a year, not overflowed into the past") {
+  World w;
+  w.vault.renewal_answer = LeaseAnswer{std::numeric_limits<std::int64_t>::max(), true};
+  w.advance(t0 + 20s);
+  CHECK(w.count("renew database/creds/app/lease1") == 1);
+  // Overflowed, the expiry would lie in the past: "expired", then re-reads in a loop. Capped,
+  // the next renewal is months away; only the token (TTL 3600 s) is renewed meanwhile.
+  w.advance(t0 + 3000s);
+  CHECK(w.count("renew database") == 1);
+  CHECK(w.count("read") == 0);
+  CHECK(w.count("renew-self") == 1);
+  CHECK(w.session->stats().rotations == 0);
 }
 
 TEST_CASE("exit revokes the current and the replaced leases, and the token only when asked") {

@@ -1,6 +1,8 @@
 #include "crunchsecrets/supervise/schedule.hpp"
 
+#include <cstdint>
 #include <doctest/doctest.h>
+#include <limits>
 
 using namespace cs::supervise;
 using namespace std::chrono_literals;
@@ -110,6 +112,15 @@ TEST_CASE("an expired lease reports expiry") {
   auto step = next_step(lease, t0 + 11s);
   CHECK(step.kind == StepKind::expired);
   CHECK(step.at == t0 + 10s);
+}
+
+TEST_CASE("TTLs from Vault are taken as at most a year, and nothing for zero or less") {
+  CHECK(lease_seconds(30) == Seconds{30});
+  CHECK(lease_seconds(0) == Seconds{0});
+  CHECK(lease_seconds(-1) == Seconds{0});
+  CHECK(lease_seconds(std::numeric_limits<std::int64_t>::max()) == k_max_lease);
+  const auto s = granted_lease(Clock::time_point{}, lease_seconds(INT64_MAX), true);
+  CHECK(s.expires() > Clock::time_point{});
 }
 
 TEST_SUITE_END();

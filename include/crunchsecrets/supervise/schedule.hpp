@@ -51,6 +51,15 @@ struct Step {
   Clock::time_point at;
 };
 
+// The longest TTL the scheduler takes from Vault: a year. A larger one (a hostile or broken
+// server's 2^63) would overflow the clock's arithmetic; no lease outlives the supervisor by that
+// much, and the lease is renewed at two thirds of a year if the child runs that long.
+constexpr Seconds k_max_lease{366LL * 24 * 3600};
+
+// A TTL as Vault gave it (seconds; any int64) as the scheduler uses it: at most `k_max_lease`,
+// and 0 for zero or negative (not leased, or nothing granted).
+Seconds lease_seconds(std::int64_t ttl);
+
 // A lease just granted (first read or re-fetch) at `now` with `ttl` seconds.
 LeaseState granted_lease(Clock::time_point now, Seconds ttl, bool renewable);
 

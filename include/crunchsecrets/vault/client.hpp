@@ -29,6 +29,11 @@ bool is_retryable(const Response& response);
 // Delay before retry number `attempt` (0-based): full jitter over 100 ms doubling to 2 s.
 std::chrono::milliseconds backoff_delay(unsigned attempt, std::mt19937_64& rng);
 
+// A number of seconds (lease_duration, ttl) from `object[key]`: 0 when missing or not an
+// integer (a string, a float), and INT64_MAX for an unsigned number beyond it, which
+// nlohmann::json would otherwise turn negative.
+std::int64_t json_seconds(const util::SecretJson& object, const char* key);
+
 // A secret read from Vault. `data` is the object of values (`data.data` for KV v2).
 struct Fetched {
   util::SecretJson data;
