@@ -123,8 +123,20 @@ std::optional<long long> parse_rfc3339(std::string_view t) {
 
 namespace {
 
+// Arvados' answers nest a few levels; deeper is a hostile server, refused as "not JSON" (the
+// parsed value would be walked recursively).
+constexpr std::size_t k_max_nesting = 100;
+
 SecretJson parse_body(const util::SecureString& body) {
+  if (util::json_nests_deeper_than(body, k_max_nesting)) {
+    return SecretJson(SecretJson::value_t::discarded);
+  }
   return SecretJson::parse(body.begin(), body.end(), nullptr, false);
+}
+
+// True when `j[key]` is there and neither null nor a string: a field of the wrong type.
+bool wrong_type(const SecretJson& j, const char* key) {
+  return j.contains(key) && !j[key].is_null() && !j[key].is_string();
 }
 
 std::string percent_encode(std::string_view s) {
@@ -284,6 +296,15 @@ void add_listed(Listing& listing, const Response& answer, bool names_list,
     }
     CredentialInfo info{string_field(item, "uuid"), string_field(item, "name"),
                         string_field(item, "credential_class"), string_field(item, "expires_at")};
+    // An expiry crunch-secrets cannot read must not pass for "never expires".
+    if (wrong_type(item, "expires_at") ||
+        (!info.expires_at.empty() && !parse_rfc3339(info.expires_at))) {
+      util::wipe_json(j);
+      throw Error(ExitCode::protocol,
+                  "{}: credential {} has an expires_at that is not an RFC 3339 time: not an "
+                  "answer of the Arvados credentials API",
+                  what, info.uuid);
+    }
     if (names_list) {
       listing.by_name[info.name].push_back(info);
     } else {
@@ -348,9 +369,13 @@ void check_expiry(const std::vector<std::pair<std::string, CredentialInfo>>& wan
 CredentialSecret secret_of(const Response& answer, const CredentialInfo& info,
                            const std::string& what) {
   SecretJson j = parse_body(answer.body);
-  if (!j.is_object() || !j.contains("secret") || !j["secret"].is_string()) {
+  if (!j.is_object() || !j.contains("secret") || !j["secret"].is_string() ||
+      wrong_type(j, "external_id")) {
     util::wipe_json(j);
-    throw Error(ExitCode::protocol, "{}: the secret answer has no string 'secret' field", what);
+    throw Error(ExitCode::protocol,
+                "{}: the secret answer has no string 'secret' field, or an 'external_id' that "
+                "is not a string",
+                what);
   }
   CredentialSecret cs;
   cs.info = info;

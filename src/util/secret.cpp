@@ -19,6 +19,32 @@ void wipe_string(SecureString& s) noexcept {
   s.clear();
 }
 
+bool json_nests_deeper_than(const SecureString& text, std::size_t limit) noexcept {
+  std::size_t depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) {
+        return true;
+      }
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
 void wipe_json(SecretJson& j) noexcept {
   if (j.is_string()) {
     wipe_string(*j.get_ptr<SecretJson::string_t*>());

@@ -21,37 +21,9 @@ namespace {
 // wipe), so a hostile answer nested deeper than this is refused before parsing.
 constexpr std::size_t k_max_nesting = 100;
 
-// True when arrays/objects in the JSON text `body` nest deeper than `limit` (brackets inside
-// strings do not count). One pass, no recursion.
-bool nests_deeper_than(const util::SecureString& body, std::size_t limit) {
-  std::size_t depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (const char c : body) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > limit) {
-        return true;
-      }
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return false;
-}
-
 // Parses a body; a body nested too deeply is treated as not JSON (discarded).
 SecretJson parse_body(const util::SecureString& body) {
-  if (nests_deeper_than(body, k_max_nesting)) {
+  if (util::json_nests_deeper_than(body, k_max_nesting)) {
     return SecretJson(SecretJson::value_t::discarded);
   }
   return SecretJson::parse(body.begin(), body.end(), nullptr, false);
@@ -60,7 +32,7 @@ SecretJson parse_body(const util::SecureString& body) {
 // Parses the body of a successful answer for `what`; throws a protocol error for one nested
 // too deeply.
 SecretJson parse_answer(const util::SecureString& body, const std::string& what) {
-  if (nests_deeper_than(body, k_max_nesting)) {
+  if (util::json_nests_deeper_than(body, k_max_nesting)) {
     throw Error(ExitCode::protocol,
                 "{}: Vault's answer is nested more than {} levels deep, which no Vault endpoint "
                 "answers: check VAULT_ADDR and what is between crunch-secrets and Vault",

@@ -48,6 +48,12 @@ using SecretJson = nlohmann::basic_json<std::map, std::vector, SecureString>;
 // Wipes every string in `j` in place (including short strings stored inside the object).
 void wipe_json(SecretJson& j) noexcept;
 
+// True when arrays and objects in the JSON text `text` nest deeper than `limit` (brackets in
+// strings do not count). One pass, no recursion: a server's answer is checked with it before
+// parsing, because the parsed value is walked recursively (dump, `wipe_json`) and a hostile
+// answer a million levels deep would overflow the stack.
+bool json_nests_deeper_than(const SecureString& text, std::size_t limit) noexcept;
+
 // Wipes the bytes of `s`, including its capacity, then clears it.
 void wipe_string(SecureString& s) noexcept;
 
