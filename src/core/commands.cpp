@@ -133,14 +133,6 @@ namespace {
 // Supervise mode: crunch-secrets stays the parent of COMMAND (docs/supervise.md).
 int run_supervised_command(const CommonOptions& o, const Prepared& p) {
   const Plan& plan = *p.plan;
-  if (!plan.credentials.empty()) {
-    // The supervise session re-renders from its Vault reads only; it does not carry the
-    // Arvados credentials yet, so refuse rather than fail later with the child running.
-    throw Error(ExitCode::usage,
-                "arvados:credential/{} ({}): Arvados credential references are not supported "
-                "in supervise mode yet: run without --supervise or use a Vault reference",
-                plan.credentials.front().credential, plan.credentials.front().used_by.front());
-  }
   return run_supervised(
       p.plan, SuperviseContext{vault_config(o), merge_auth(o.auth, plan.manifest.get(), getenv_opt),
                                getenv_opt, current_environ(), p.dir, o.allow_non_tmpfs,

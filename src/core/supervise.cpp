@@ -103,9 +103,9 @@ std::string kv2_metadata_path(const std::string& data_path) {
 
 Session::Session(std::shared_ptr<const Plan> plan, std::vector<vault::Fetched> fetched,
                  VaultOps& vault, ChildEffects& child, SuperviseSettings settings,
-                 Clock::time_point now)
-    : m_plan(std::move(plan)), m_fetched(std::move(fetched)), m_vault(vault), m_child(child),
-      m_settings(std::move(settings)) {
+                 Clock::time_point now, CredentialValues credentials)
+    : m_plan(std::move(plan)), m_fetched(std::move(fetched)), m_credentials(std::move(credentials)),
+      m_vault(vault), m_child(child), m_settings(std::move(settings)) {
   for (std::size_t i = 0; i < m_fetched.size(); ++i) {
     add_lease(i, m_fetched[i], now);
     const auto& f = m_fetched[i];
@@ -172,13 +172,17 @@ void Session::redact_values(std::size_t fetch) {
 }
 
 Resolver Session::resolver() const {
-  return Resolver(m_plan, m_fetched);
+  return Resolver(m_plan, m_fetched, m_credentials);
 }
 
 void Session::begin(Clock::time_point now) {
   m_now = now;
   for (std::size_t i = 0; i < m_fetched.size(); ++i) {
     redact_values(i);
+  }
+  for (const auto& [name, c] : m_credentials) {
+    m_child.redact("arvados:credential/" + name, c.secret);
+    m_child.redact("arvados:credential/" + name, c.external_id);
   }
   try {
     const LeaseAnswer a = m_vault.lookup_token();

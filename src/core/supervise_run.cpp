@@ -1,13 +1,16 @@
 #include "crunchsecrets/core/supervise_run.hpp"
 
+#include "crunchsecrets/core/credentials.hpp"
 #include "crunchsecrets/core/deliver.hpp"
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/core/supervise.hpp"
 #include "crunchsecrets/util/log.hpp"
 #include "crunchsecrets/vault/curl_transport.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <optional>
 #include <unistd.h>
 
@@ -214,6 +217,40 @@ supervise::SupervisorOptions supervisor_options(const Plan& plan, const Supervis
   return o;
 }
 
+// The session's Vault when the plan reads nothing from Vault: nothing to renew or revoke.
+struct NoVault : VaultOps {
+  vault::Fetched read(const vault::ReadSpec&) override { return {}; }
+  std::uint64_t kv2_current_version(const std::string&) override { return 0; }
+  LeaseAnswer renew_lease(const std::string&, std::int64_t) override { return {}; }
+  LeaseAnswer lookup_token() override { return {}; }
+  LeaseAnswer renew_token(std::int64_t) override { return {}; }
+  void revoke_lease(const std::string&) override {}
+  void revoke_token() override {}
+};
+
+// How long before an Arvados credential's expires_at supervise mode warns at the start: the
+// credential is delivered once and never refreshed (Arvados has no renewal), so a job that
+// outlives it works on with an expired secret.
+constexpr std::chrono::hours k_credential_warning{24};
+
+// Says, for each Arvados credential that expires within `k_credential_warning`, when it does.
+void warn_of_expiry(const CredentialValues& credentials) {
+  const long long now = static_cast<long long>(std::time(nullptr));
+  for (const auto& [name, c] : credentials) {
+    const auto at = arvados::parse_rfc3339(c.info.expires_at);
+    if (!at) {
+      continue;
+    }
+    const long long left = *at - now;
+    if (left < std::chrono::duration_cast<std::chrono::seconds>(k_credential_warning).count()) {
+      util::log::warning("supervise: Arvados credential {} expires at {} (in {} min): supervise "
+                         "mode delivers it once and cannot refresh it; a job running longer "
+                         "works on with an expired credential",
+                         name, c.info.expires_at, std::max(0LL, left / 60));
+    }
+  }
+}
+
 } // namespace
 
 bool wants_supervise(const SuperviseOptions& options, const Plan& plan) {
@@ -228,13 +265,18 @@ int run_supervised(const std::shared_ptr<const Plan>& shared_plan, const Supervi
   std::optional<vault::Client> client;
   std::vector<vault::Fetched> fetched;
   AuthMethod method = AuthMethod::token;
-  if (!plan.fetches.empty()) {
-    transport.emplace(ctx.config);
-    client.emplace(ctx.config, *transport, start + ctx.wait);
-    method = choose_method(ctx.auth, ctx.env);
-    login(*client, ctx.auth, ctx.env);
-    fetched = client->read_all(reads_of(plan));
-  }
+  // Vault and the Arvados credentials API are asked at the same time, as in exec mode.
+  CredentialValues credentials =
+      with_credentials(plan, ctx.env, ctx.auth.arvados_token_file, start + ctx.wait, [&] {
+        if (!plan.fetches.empty()) {
+          transport.emplace(ctx.config);
+          client.emplace(ctx.config, *transport, start + ctx.wait);
+          method = choose_method(ctx.auth, ctx.env);
+          login(*client, ctx.auth, ctx.env);
+          fetched = client->read_all(reads_of(plan));
+        }
+      });
+  warn_of_expiry(credentials);
   // From here on crunch-secrets holds leases and writes files: signals are blocked (a Ctrl-C
   // during a long login still ends it at once, with nothing to clean up) and read from a
   // signalfd once the child runs; a SIGTERM meanwhile waits and is forwarded to the child.
@@ -244,15 +286,7 @@ int run_supervised(const std::shared_ptr<const Plan>& shared_plan, const Supervi
   SupervisorEffects effects(sup, plan, ctx, sopts.forward_to_group);
   std::optional<ClientOps> ops;
   // A plan without fetches still runs supervised (signals, reaping, exit status).
-  struct NoVault : VaultOps {
-    vault::Fetched read(const vault::ReadSpec&) override { return {}; }
-    std::uint64_t kv2_current_version(const std::string&) override { return 0; }
-    LeaseAnswer renew_lease(const std::string&, std::int64_t) override { return {}; }
-    LeaseAnswer lookup_token() override { return {}; }
-    LeaseAnswer renew_token(std::int64_t) override { return {}; }
-    void revoke_lease(const std::string&) override {}
-    void revoke_token() override {}
-  } no_vault;
+  NoVault no_vault;
   VaultOps* vault_ops = &no_vault;
   if (client) {
     vault_ops = &ops.emplace(*client);
@@ -261,11 +295,12 @@ int run_supervised(const std::shared_ptr<const Plan>& shared_plan, const Supervi
   if (!client) {
     settings.revoke_token = false;
   }
-  Session session(shared_plan, fetched, *vault_ops, effects, settings, Clock::now());
+  Session session(shared_plan, fetched, *vault_ops, effects, settings, Clock::now(),
+                  std::move(credentials));
   std::optional<FileDelivery> files;
   try {
     session.begin(Clock::now());
-    const Resolver resolver(shared_plan, session.fetched());
+    const Resolver resolver = session.resolver();
     resolver.check_engines();
     // Render everything before writing anything (build_child_* throw on a missing key).
     build_child_argv(plan, &resolver);

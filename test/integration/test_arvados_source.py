@@ -228,8 +228,3 @@ def test_prepare_mixes_vault_and_arvados_references(acs, arv, arvs):
     assert not host_dir.exists() and not Path(str(host_dir) + ".state").exists()
     assert accessors(arv) == before, "the Vault token of the failed prepare was not revoked"
 
-
-def test_supervise_mode_refuses_arvados_references(acs, arvs):
-    r = acs.run(["run", "--no-manifest", "--supervise", "--", "{probe}"],
-                env_for(arvs, A="arvados:credential/lab-db#secret"), token=None)
-    assert r.code == 64 and "not supported in supervise mode" in r.err and r.report is None, r.describe()

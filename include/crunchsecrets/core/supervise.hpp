@@ -97,8 +97,11 @@ std::string kv2_metadata_path(const std::string& data_path);
 class Session : public supervise::Hooks {
 public:
   using Clock = supervise::Clock;
+  // `credentials` are the Arvados credentials delivered with the Vault reads: static values,
+  // rendered again with the Vault data at every rotation, never refreshed.
   Session(std::shared_ptr<const Plan> plan, std::vector<vault::Fetched> fetched, VaultOps& vault,
-          ChildEffects& child, SuperviseSettings settings, Clock::time_point now);
+          ChildEffects& child, SuperviseSettings settings, Clock::time_point now,
+          CredentialValues credentials = {});
 
   // Registers every delivered value for redaction and learns the token's lease.
   void begin(Clock::time_point now);
@@ -113,6 +116,8 @@ public:
 
   // The values in effect now (for tests and re-rendering).
   const std::vector<vault::Fetched>& fetched() const { return m_fetched; }
+  // A resolver over the values in effect now (Vault data and Arvados credentials).
+  Resolver resolver() const;
   // Counters for tests and the closing status line.
   struct Stats {
     unsigned renewals = 0;
@@ -159,10 +164,10 @@ private:
   void redact_values(std::size_t fetch);
   std::string name_of(std::size_t fetch) const;
   SecretPolicy policy_of(std::size_t fetch) const;
-  Resolver resolver() const;
 
   std::shared_ptr<const Plan> m_plan;
   std::vector<vault::Fetched> m_fetched;
+  CredentialValues m_credentials;
   VaultOps& m_vault;
   ChildEffects& m_child;
   SuperviseSettings m_settings;
