@@ -211,14 +211,21 @@ struct Undo {
     if (done) {
       return;
     }
-    if (!state_file.empty()) {
-      ::unlink(state_file.c_str());
-    }
+    // The state file goes only once the revocation succeeded: when Vault cannot be reached it
+    // is the one record of the token for the cleanup the launcher runs after a failed prepare.
     try {
       revoke(config, token, leases, revoke_token, vault::Clock::now() + std::chrono::seconds(10));
     } catch (const std::exception& e) {
-      util::log::warning("after the failure, revoking what prepare obtained failed too: {}",
-                         e.what());
+      util::log::warning("after the failure, revoking what prepare obtained failed too: {}{}",
+                         e.what(),
+                         state_file.empty() ? std::string()
+                                            : fmt::format(" (run crunch-secrets cleanup --state "
+                                                          "{}, which records it)",
+                                                          state_file));
+      return;
+    }
+    if (!state_file.empty()) {
+      ::unlink(state_file.c_str());
     }
   }
 };
@@ -230,11 +237,14 @@ struct StateLocation {
   std::string path;
 };
 
+void write_state_file(const StateLocation& at, const Secret& text, Undo& undo);
+
 // Writes (or atomically replaces) the state file `cleanup` works from: the files and
 // directories prepare writes (listed before they exist: cleanup skips missing ones), the Vault
 // token and the leases. It holds no secret value. prepare writes it right after the login and
 // again after the reads, so that a prepare killed at any later point has recorded everything
-// it obtained for `cleanup`; `undo` then removes it when prepare fails without being killed.
+// it obtained for `cleanup`; `undo` removes it when prepare fails without being killed and
+// has revoked what it obtained.
 void write_state(const StateLocation& at, const std::string& uuid, const std::string& dir,
                  const Plan& plan, Undo& undo) {
   SecretJson state = SecretJson::object();
@@ -258,6 +268,20 @@ void write_state(const StateLocation& at, const std::string& uuid, const std::st
   }
   Secret text(state.dump());
   util::wipe_json(state);
+  // Signals wait while the file is written: a prepare ended between creating the temporary
+  // file and renaming it would leave the token in a file whose random name cleanup cannot know.
+  // A signal that arrived meanwhile ends prepare once the state file is complete (or the
+  // temporary file is gone), as if it had arrived just after.
+  BlockedSignals blocked;
+  write_state_file(at, text, undo);
+  if (const int sig = blocked.pending()) {
+    undo.done = true;
+    blocked.die_of(sig);
+  }
+}
+
+// Writes `text` as the state file `at` through a temporary file renamed into place.
+void write_state_file(const StateLocation& at, const Secret& text, Undo& undo) {
   auto f = util::AtomicFile::create(at.parent_fd, at.name, 0600);
   if (!f) {
     throw Error(ExitCode::cannot_create, "state file {}: {}", at.path, f.error());
