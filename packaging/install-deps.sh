@@ -8,7 +8,7 @@ log() { printf 'install-deps: %s\n' "$*" >&2; }
 debs=(
   meson ninja-build ccache g++ gcc pkg-config
   libcurl4-openssl-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libfmt-dev doctest-dev libcli11-dev
-  clang-format python3 python3-yaml python3-pytest curl ca-certificates openssl zsh groff-base man-db
+  clang-format python3 python3-yaml python3-pytest curl ca-certificates openssl zsh groff-base man-db strace
 )
 missing=()
 for p in "${debs[@]}"; do
