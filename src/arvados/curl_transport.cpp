@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <fmt/format.h>
 #include <mutex>
+#include <new>
 
 namespace cs::arvados {
 
@@ -18,13 +19,19 @@ void global_init() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-size_t on_body(char* data, size_t size, size_t nmemb, void* user) {
+// No exception may leave a libcurl callback (see vault/curl_transport.cpp): running out of
+// memory is a write error.
+size_t on_body(char* data, size_t size, size_t nmemb, void* user) noexcept {
   auto* out = static_cast<util::SecureString*>(user);
   const size_t n = size * nmemb;
   if (out->size() + n > 32 * 1024 * 1024) {
     return 0; // refuse absurd answers; curl reports a write error
   }
-  out->append(data, n);
+  try {
+    out->append(data, n);
+  } catch (const std::bad_alloc&) {
+    return 0;
+  }
   return n;
 }
 

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <mutex>
+#include <new>
 
 namespace cs::vault {
 
@@ -33,20 +34,27 @@ void free_headers(curl_slist* list) {
 // Vault's answers are small; anything this large is a misconfiguration or an attack.
 constexpr size_t k_max_body = 32 * 1024 * 1024;
 
-size_t on_body(char* data, size_t size, size_t nmemb, void* user) {
+// No exception may leave a libcurl callback: none can unwind through libcurl's C frames (the
+// self-contained build compiles libcurl without unwind tables), so running out of memory is a
+// write error, as an absurd answer is.
+size_t on_body(char* data, size_t size, size_t nmemb, void* user) noexcept {
   auto* out = static_cast<Response*>(user);
   const size_t n = size * nmemb;
   if (out->body.size() + n > k_max_body) {
     out->too_large = true;
     return 0; // refuse absurd answers; curl reports a write error
   }
-  out->body.append(data, n);
+  try {
+    out->body.append(data, n);
+  } catch (const std::bad_alloc&) {
+    return 0;
+  }
   return n;
 }
 
 // libcurl 7.88 opens its sockets without close-on-exec: a supervised COMMAND would inherit the
 // live connection to Vault and could read its answers (a renewal's names the token).
-int close_on_exec(void* /*clientp*/, curl_socket_t fd, curlsocktype /*purpose*/) {
+int close_on_exec(void* /*clientp*/, curl_socket_t fd, curlsocktype /*purpose*/) noexcept {
   ::fcntl(fd, F_SETFD, FD_CLOEXEC);
   return CURL_SOCKOPT_OK;
 }

@@ -21,7 +21,7 @@ BAO_BIN=$(bash test/openbao/build.sh)
 export BAO_BIN
 
 step "self-contained build (build-sc)"
-[[ -f build-sc/build.ninja ]] || meson setup build-sc -Dself_contained=true --buildtype=release
+[[ -f build-sc/build.ninja ]] || meson setup build-sc -Dself_contained=true --buildtype=minsize -Db_lto=true
 ninja -C build-sc crunch-secrets test/probe/probe
 export SC_BIN=$repo/build-sc/crunch-secrets SC_PROBE=$repo/build-sc/test/probe/probe
 if [[ -z ${DYN_BIN:-} ]]; then

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 import yaml
 
 from conftest import artefact
-from harness import CANARIES
+from harness import CANARIES, BaoServer, free_port_pair, seed
 
 SC_HOW = "run bash test/packaging/run.sh (it builds build-sc with -Dself_contained=true)"
 
@@ -94,8 +95,10 @@ class Rootfs:
         return json.loads((self.root / "out" / "report.json").read_bytes().decode("utf-8", "surrogateescape"))
 
 
-def deliver(rootfs: Rootfs, bao, cs: str, probe: str, addr: str, extra_env: dict[str, str] | None = None):
-    """Runs `cs run` in the rootfs with an environment reference and a manifest file entry."""
+def deliver(rootfs: Rootfs, bao, cs: str, probe: str, addr: str, extra_env: dict[str, str] | None = None,
+            options: tuple[str, ...] = ()):
+    """Runs `cs run` in the rootfs with an environment reference and a manifest file entry;
+    returns the probe's report and crunch-secrets' stderr."""
     (rootfs.root / "out" / "m.yml").write_text(yaml.safe_dump({
         "version": 1,
         "secrets": {"api": {"path": "secret/data/app", "key": "api_key"}},
@@ -111,14 +114,14 @@ def deliver(rootfs: Rootfs, bao, cs: str, probe: str, addr: str, extra_env: dict
         **(extra_env or {}),
     }
     (rootfs.root / "out" / "report.json").unlink(missing_ok=True)
-    r = rootfs.run([cs, "run", "--wait", "20s", "-m", "/out/m.yml", "--", probe], env)
+    r = rootfs.run([cs, "run", *options, "--wait", "20s", "-m", "/out/m.yml", "--", probe], env)
     assert r.returncode == 0, r.stderr.decode(errors="replace")
     rep = rootfs.report()
     assert rep["env"]["DB_PASSWORD"] == bao.world.values["password"]
     f = rep["files"]["/secrets/s/api"]
     assert f["mode"] == "0400"
     assert f["content"] == bao.world.values["api_key"], f
-    return rep
+    return rep, r.stderr.decode(errors="replace")
 
 
 def minimal_rootfs(tmp_path: Path, sc_bin: Path, sc_probe: Path, bao, ca_at: str) -> Rootfs:
@@ -161,6 +164,93 @@ def test_rootfs_resolves_names_without_nss(shm_path, sc_bin, sc_probe, bao_tls):
     assert b"Could not resolve host: vault.test" in r.stderr, r.stderr
 
 
+TRANSPORT_LINE = re.compile(r"fetched \d+ secret\(s\) with \d+ request\(s\) over \d+ new connection\(s\) "
+                            r"\(([^)]*)\)")
+
+
+@pytest.fixture(scope="module")
+def bao_tls_versions(tmp_path_factory):
+    """A dev server with three more listeners on its own certificate (openssl req): one that
+    accepts only TLS 1.3, one that accepts only TLS 1.2, and one that requires a client
+    certificate. Returns (server, ca, {"1.3"|"1.2"|"mtls": port}); server.client is the client
+    certificate and key."""
+    d = tmp_path_factory.mktemp("tls-versions")
+    key, cert = d / "key.pem", d / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "2", "-subj", "/CN=vault.test", "-keyout", str(key), "-out", str(cert),
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    client_key, client_cert = d / "client-key.pem", d / "client-cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "2", "-subj", "/CN=crunch-secrets client", "-keyout", str(client_key),
+                    "-out", str(client_cert)], check=True, capture_output=True)
+    ports = {"1.3": free_port_pair(), "1.2": free_port_pair(), "mtls": free_port_pair()}
+    listeners = [("1.3", "tls13", "tls13", ""), ("1.2", "tls12", "tls12", ""),
+                 ("mtls", "tls12", "tls13", f'  tls_require_and_verify_client_cert = true\n'
+                                            f'  tls_client_ca_file = "{client_cert}"\n')]
+    (d / "listeners.hcl").write_text("".join(
+        f'listener "tcp" {{\n  address = "127.0.0.1:{ports[v]}"\n  tls_cert_file = "{cert}"\n'
+        f'  tls_key_file = "{key}"\n  tls_min_version = "{lo}"\n  tls_max_version = "{hi}"\n{extra}}}\n'
+        for v, lo, hi, extra in listeners))
+    server = BaoServer(tls=True, name="bao-pkg-tls-versions",
+                       extra_args=[f"-config={d / 'listeners.hcl'}"]).start()
+    server.client = (client_cert, client_key)
+    server.world = seed(server)
+    yield server, cert, ports
+    server.close()
+
+
+def handshake(port: int, ca: Path, version: str) -> bool:
+    """Whether OpenSSL's own client completes a handshake of exactly this TLS version."""
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(ca),
+                        "-verify_return_error", {"1.2": "-tls1_2", "1.3": "-tls1_3"}[version]],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    return r.returncode == 0 and f"New, TLSv{version}, Cipher is".encode() in r.stdout
+
+
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+def test_tls_version_and_http2(shm_path, sc_bin, sc_probe, bao_tls_versions, version):
+    """The self-contained binary's OpenSSL (built by packaging/self-contained-deps.sh with only
+    what a TLS client needs) speaks TLS 1.3 and TLS 1.2 with certificate verification, and
+    libcurl negotiates HTTP/2 (ALPN) on both. Each listener accepts one version only; OpenSSL's
+    command-line client shows that it refuses the other, so a run that delivers used this one."""
+    bao, ca, ports = bao_tls_versions
+    other = {"1.3": "1.2", "1.2": "1.3"}[version]
+    assert handshake(ports[version], ca, version), f"the TLS {version} listener refuses TLS {version}"
+    assert not handshake(ports[version], ca, other), f"the TLS {version} listener also accepts TLS {other}"
+    rootfs = minimal_rootfs(shm_path, sc_bin, sc_probe, bao, "etc/ssl/certs/ca-certificates.crt")
+    rootfs.put(ca, "etc/ssl/certs/ca-certificates.crt", 0o644)
+    _, err = deliver(rootfs, bao, "/crunch-secrets", "/probe", f"https://127.0.0.1:{ports[version]}",
+                     options=("-v",))
+    m = TRANSPORT_LINE.search(err)
+    assert m, f"no transport line in the -v output: {err[-2000:]}"
+    assert m.group(1) == "HTTP/2", f"protocol {m.group(1)} over TLS {version}"
+    # Verification is on: the dev server's CA (another issuer) is refused for this listener.
+    rootfs.put(bao.ca_path, "etc/ssl/certs/ca-certificates.crt", 0o644)
+    r = rootfs.run(["/crunch-secrets", "run", "--wait", "1s", "--no-manifest", "--", "/probe"],
+                   {"VAULT_ADDR": f"https://127.0.0.1:{ports[version]}", "VAULT_MAX_RETRIES": "0",
+                    "VAULT_TOKEN": bao.world.reader_token, "DB_PASSWORD": "vault:secret/data/app#password"})
+    assert r.returncode == 78, f"exit {r.returncode} for a certificate of an unknown issuer: {r.stderr!r}"
+    assert b"certificate" in r.stderr, r.stderr
+
+
+def test_client_certificate(shm_path, sc_bin, sc_probe, bao_tls_versions):
+    """VAULT_CLIENT_CERT/VAULT_CLIENT_KEY (PEM, PKCS#8 EC key) work with the trimmed OpenSSL:
+    a listener that requires a client certificate delivers with them and refuses without."""
+    bao, ca, ports = bao_tls_versions
+    rootfs = minimal_rootfs(shm_path, sc_bin, sc_probe, bao, "etc/ssl/certs/ca-certificates.crt")
+    rootfs.put(ca, "etc/ssl/certs/ca-certificates.crt", 0o644)
+    cert, key = bao.client
+    rootfs.put(cert, "client-cert.pem", 0o644)
+    rootfs.put(key, "client-key.pem", 0o600)
+    addr = f"https://127.0.0.1:{ports['mtls']}"
+    deliver(rootfs, bao, "/crunch-secrets", "/probe", addr,
+            {"VAULT_CLIENT_CERT": "/client-cert.pem", "VAULT_CLIENT_KEY": "/client-key.pem"})
+    r = rootfs.run(["/crunch-secrets", "run", "--wait", "1s", "--no-manifest", "--", "/probe"],
+                   {"VAULT_ADDR": addr, "VAULT_MAX_RETRIES": "0", "VAULT_TOKEN": bao.world.reader_token,
+                    "DB_PASSWORD": "vault:secret/data/app#password"})
+    assert 0 < r.returncode < 128, f"exit {r.returncode} without a client certificate: {r.stderr!r}"
+
+
 def test_dynamic_build_does_not_run_there(shm_path, sc_probe, bao_tls):
     """The control: the ordinary build needs the host's loader and libraries."""
     dyn = artefact("DYN_BIN", SC_HOW)
@@ -190,32 +280,36 @@ def test_older_debian_userland(shm_path, sc_bin, sc_probe, bao_tls):
     assert r.returncode != 0, r.stdout
 
 
-def start_time(exe: Path, runs: int = 30) -> float:
-    """Median wall time of `run --no-manifest -- /bin/true` with no reference: the cost of
-    starting crunch-secrets itself (no login, no request)."""
-    times = []
+def start_times(exes: dict[str, Path], runs: int = 30) -> dict[str, list[float]]:
+    """Wall times of `run --no-manifest -- /bin/true` with no reference (no login, no request:
+    the cost of starting crunch-secrets itself), the executables taking turns so that a busy
+    machine weighs on each alike."""
+    times: dict[str, list[float]] = {name: [] for name in exes}
     env = {"PATH": "/usr/bin:/bin", "VAULT_ADDR": "http://127.0.0.1:9"}
     for _ in range(runs):
-        t = time.perf_counter()
-        r = subprocess.run([str(exe), "run", "--no-manifest", "--", "/bin/true"], env=env, capture_output=True)
-        times.append(time.perf_counter() - t)
-        assert r.returncode == 0, r.stderr
-    return statistics.median(times)
+        for name, exe in exes.items():
+            t = time.perf_counter()
+            r = subprocess.run([str(exe), "run", "--no-manifest", "--", "/bin/true"], env=env,
+                               capture_output=True)
+            times[name].append(time.perf_counter() - t)
+            assert r.returncode == 0, r.stderr
+    return times
 
 
 def test_size_and_start_time(sc_bin, tmp_path):
     dyn = artefact("DYN_BIN", SC_HOW)
-    figures = {}
+    stripped = {}
     for name, exe in (("self-contained", sc_bin), ("dynamic", dyn)):
-        stripped = tmp_path / name
-        subprocess.run(["strip", "-o", str(stripped), str(exe)], check=True)
-        figures[name] = (stripped.stat().st_size, start_time(stripped))
-    lines = [f"{name}: {size / 1e6:.2f} MB stripped, start {t * 1000:.1f} ms (median of 30)"
+        stripped[name] = tmp_path / name
+        subprocess.run(["strip", "-o", str(stripped[name]), str(exe)], check=True)
+    times = start_times(stripped)
+    figures = {name: (path.stat().st_size, times[name]) for name, path in stripped.items()}
+    lines = [f"{name}: {size / 1e6:.2f} MB stripped ({size} bytes), start {statistics.median(t) * 1000:.1f} ms "
+             f"median, {min(t) * 1000:.1f}-{max(t) * 1000:.1f} ms min-max ({len(t)} runs each, in turns)"
              for name, (size, t) in figures.items()]
     out = Path(os.environ.get("FIGURES_FILE", tmp_path / "figures.txt"))
     out.write_text("\n".join(lines) + "\n")
     print("\n" + "\n".join(lines))
-    # The issue's target is 5 MB; Debian's static OpenSSL (its default provider brings every
-    # algorithm, about 4 MB) keeps the binary near 8 MB (README, "Building"). This bound catches
-    # a regression such as a dependency linked in whole.
-    assert figures["self-contained"][0] <= 9_000_000, lines
+    # The issue's target: 5 MB stripped (README, "Building", gives where the bytes go; Debian's
+    # own static OpenSSL alone made it 8.4 MB).
+    assert figures["self-contained"][0] <= 5_000_000, lines
