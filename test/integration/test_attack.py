@@ -152,7 +152,9 @@ def test_supervised_child_inherits_no_socket_of_the_supervisor(cs):
 def test_prepare_killed_by_sigterm_after_login_leaves_no_valid_token(cs, bao, world):
     """SIGTERM while prepare waits for a read (after logging in with AppRole) must not leave a
     valid token that no state file records: prepare writes the state file right after its login
-    (test_prepare_signals.py covers SIGINT and the other points, and cleanup afterwards)."""
+    (test_prepare_signals.py covers SIGINT and the other points). The cleanup the launcher runs
+    after it (docs/crunch-run-protocol.md, "Interrupted prepare") revokes the token, and whatever
+    the outcome no token of this test outlives it: the dev server is shared."""
     u = urlparse(bao.addr)
     stall = Action(kind="stall_before", seconds=30, then=FORWARD)
     proxy = FaultProxy(u.hostname, u.port,
@@ -168,6 +170,7 @@ def test_prepare_killed_by_sigterm_after_login_leaves_no_valid_token(cs, bao, wo
     before = accessors()
     env = dict(BIN_ENV, VAULT_ADDR=proxy.addr, CRUNCH_SECRETS_ROLE_ID=world.role_id,
                CRUNCH_SECRETS_SECRET_ID=world.secret_id)
+    p = None
     try:
         rec = work / "container.json"
         rec.write_text(json.dumps(record))
@@ -180,13 +183,24 @@ def test_prepare_killed_by_sigterm_after_login_leaves_no_valid_token(cs, bao, wo
             time.sleep(0.05)
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=60)
+        CANARIES.check(out, "prepare stdout")
+        CANARIES.check(err, "prepare stderr")
+        state = Path(str(host_dir) + ".state")
+        assert state.exists() or accessors() == before, (
+            f"prepare ended ({p.returncode}) with a valid token and no state file to revoke it")
+        # The state file names the proxy's address, which forwards the revocation at once.
+        done = run_cs(["cleanup", "--state", str(state)])
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+        assert accessors() == before, "cleanup after the killed prepare left its token valid"
     finally:
         proxy.close()
-    CANARIES.check(out, "prepare stdout")
-    CANARIES.check(err, "prepare stderr")
-    state = Path(str(host_dir) + ".state")
-    assert state.exists() or accessors() == before, (
-        f"prepare ended ({p.returncode}) with a valid token and no state file to revoke it")
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+        # A failed assertion must not leave a live AppRole token in the shared server until its
+        # TTL: revoke whatever token appeared meanwhile (pytest runs one test at a time).
+        for accessor in accessors() - before:
+            bao.api("POST", "auth/token/revoke-accessor", {"accessor": accessor})
 
 
 @pytest.mark.offline
