@@ -4,6 +4,7 @@
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/core/markers.hpp"
 #include "crunchsecrets/util/log.hpp"
+#include "crunchsecrets/util/text.hpp"
 #include "crunchsecrets/vault/curl_transport.hpp"
 
 #include <algorithm>
@@ -378,8 +379,15 @@ std::string render_check_json(const CheckReport& r) {
                           {"origin", f.origin}});
   }
   // Names from the environment or a manifest may hold bytes that are not UTF-8: they are
-  // replaced (U+FFFD) so that the output stays JSON.
-  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+  // replaced (U+FFFD) so that the output stays JSON. Everything but printable ASCII is written
+  // as \uNNNN, as control characters already are: C1 controls and bidirectional overrides
+  // would otherwise reach a terminal that shows the JSON raw, and so would DEL, which can only
+  // stand inside a string here.
+  std::string out = j.dump(-1, ' ', true, nlohmann::ordered_json::error_handler_t::replace);
+  for (std::size_t at = out.find('\x7f'); at != std::string::npos; at = out.find('\x7f', at)) {
+    out.replace(at, 1, "\\u007f");
+  }
+  return out + "\n";
 }
 
 // "a, b, c". Not fmt::join: GCC 12 at -O3 warns (stringop-overflow) inside fmt 9's formatter
@@ -392,16 +400,25 @@ std::string comma_list(const std::vector<std::string>& items) {
   return out;
 }
 
+// The plan as lines for a terminal. Everything in it but the fixed words comes from the
+// manifest, the environment or the command line, so each such part is shown with control
+// characters escaped (util::printable, as in log lines): a variable named with an escape
+// sequence must not rewrite the terminal of whoever checks the plan, nor a line break in a
+// file name forge a line of the listing.
 std::string render_check_text(const CheckReport& r) {
   const Plan& plan = r.plan;
+  const auto show = [](std::string_view text) { return util::printable(text); };
+  const auto show_list = [&](const std::vector<std::string>& items) {
+    return show(comma_list(items));
+  };
   std::string out;
-  out += fmt::format("manifest: {}\n", plan.manifest ? plan.manifest->file : "(none)");
-  out += fmt::format("auth: {}\n", r.method);
+  out += fmt::format("manifest: {}\n", plan.manifest ? show(plan.manifest->file) : "(none)");
+  out += fmt::format("auth: {}\n", show(r.method));
   out += fmt::format("reads ({}):\n", plan.fetches.size());
   for (std::size_t i = 0; i < plan.fetches.size(); ++i) {
     const Fetch& f = plan.fetches[i];
-    out += fmt::format("  {}  engine={}  used by: {}", f.read.describe, to_string(f.engine),
-                       comma_list(r.users[i]));
+    out += fmt::format("  {}  engine={}  used by: {}", show(f.read.describe), to_string(f.engine),
+                       show_list(r.users[i]));
     if (r.checked) {
       out += r.readable[i] ? "  [readable]" : "  [DENIED: no read capability]";
     }
@@ -409,17 +426,18 @@ std::string render_check_text(const CheckReport& r) {
   }
   out += fmt::format("Arvados credentials ({}):\n", plan.credentials.size());
   for (const auto& c : plan.credentials) {
-    out +=
-        fmt::format("  arvados:credential/{}  used by: {}\n", c.credential, comma_list(c.used_by));
+    out += fmt::format("  arvados:credential/{}  used by: {}\n", show(c.credential),
+                       show_list(c.used_by));
   }
   out += fmt::format("environment ({}):\n", plan.env.size());
   for (const auto& e : plan.env) {
-    out += fmt::format("  {} <- {}  ({})\n", e.name, refs_text(e.value), e.origin);
+    out +=
+        fmt::format("  {} <- {}  ({})\n", show(e.name), show(refs_text(e.value)), show(e.origin));
   }
-  out += fmt::format("files ({}) in {} [{}]:\n", plan.files.size(), r.dir, r.dir_state);
+  out += fmt::format("files ({}) in {} [{}]:\n", plan.files.size(), show(r.dir), show(r.dir_state));
   for (const auto& f : plan.files) {
-    out += fmt::format("  {}  format={}  mode={:04o}  ({})\n", f.path, to_string(f.format), f.mode,
-                       f.origin);
+    out += fmt::format("  {}  format={}  mode={:04o}  ({})\n", show(f.path), to_string(f.format),
+                       f.mode, show(f.origin));
   }
   out += fmt::format("argv templates: {}\n", plan.argv_templates ? "on" : "off");
   return out;

@@ -4,6 +4,7 @@
 #include "crunchsecrets/core/supervise.hpp"
 #include "crunchsecrets/util/duration.hpp"
 #include "crunchsecrets/util/fs.hpp"
+#include "crunchsecrets/util/text.hpp"
 
 #include <algorithm>
 #include <set>
@@ -41,7 +42,8 @@ public:
         for (const auto& a : allowed) {
           list += (list.empty() ? "" : ", ") + a;
         }
-        fail(kv.first, fmt::format("unknown field '{}' in {} (known: {})", key, what, list));
+        fail(kv.first,
+             fmt::format("unknown field '{}' in {} (known: {})", util::excerpt(key), what, list));
       }
     }
   }
@@ -97,7 +99,7 @@ E parse_name(const Reader& r, const YAML::Node& node, const util::NameTable<E>& 
   const std::string s = r.scalar(node, field);
   const std::optional<E> value = table.parse(s);
   if (!value) {
-    r.fail(node, fmt::format("{} '{}' is not one of {}", what, s, table.list()));
+    r.fail(node, fmt::format("{} '{}' is not one of {}", what, util::excerpt(s), table.list()));
   }
   return *value;
 }
@@ -115,8 +117,8 @@ int parse_signal(const Reader& r, const YAML::Node& node, const std::string& wha
   const std::string s = r.scalar(node, what);
   const auto signo = signal_from(s);
   if (!signo) {
-    r.fail(node,
-           fmt::format("{} '{}' is not a signal name (HUP, USR1, TERM...) or number", what, s));
+    r.fail(node, fmt::format("{} '{}' is not a signal name (HUP, USR1, TERM...) or number", what,
+                             util::excerpt(s)));
   }
   return *signo;
 }
@@ -129,8 +131,8 @@ void parse_secret_supervise(const Reader& r, const YAML::Node& node, SecretSpec&
   if (node["on_change"]) {
     spec.on_change = r.scalar(node["on_change"], "on_change");
     if (!change_action_from(spec.on_change)) {
-      r.fail(node["on_change"],
-             fmt::format("on_change '{}' is not one of signal, restart, none", spec.on_change));
+      r.fail(node["on_change"], fmt::format("on_change '{}' is not one of signal, restart, none",
+                                            util::excerpt(spec.on_change)));
     }
   }
   if (node["signal"]) {
@@ -159,7 +161,7 @@ SuperviseSpec parse_supervise(const Reader& r, const YAML::Node& node) {
     s.on_expiry = r.scalar(node["on_expiry"], "supervise.on_expiry");
     if (!expiry_action_from(s.on_expiry)) {
       r.fail(node["on_expiry"],
-             fmt::format("on_expiry '{}' is not one of stop, keep", s.on_expiry));
+             fmt::format("on_expiry '{}' is not one of stop, keep", util::excerpt(s.on_expiry)));
     }
   }
   if (node["signal_group"]) {
@@ -184,11 +186,11 @@ SecretSpec parse_arvados_secret(const Reader& r, const std::string& name, const 
   if (!node["credential"]) {
     r.fail(node, fmt::format("secret '{}' has source: arvados-credential but no 'credential' "
                              "(a credential uuid or name)",
-                             name));
+                             util::excerpt(name)));
   }
   spec.credential = r.scalar(node["credential"], "credential");
   if (auto c = arvados::parse_credential_ref("credential/" + spec.credential + "#secret"); !c) {
-    r.fail(node["credential"], fmt::format("secret '{}': {}", name, c.error()));
+    r.fail(node["credential"], fmt::format("secret '{}': {}", util::excerpt(name), c.error()));
   }
   if (node["key"]) {
     spec.key = r.scalar(node["key"], "key");
@@ -200,11 +202,11 @@ SecretSpec parse_arvados_secret(const Reader& r, const std::string& name, const 
 }
 
 SecretSpec parse_secret(const Reader& r, const std::string& name, const YAML::Node& node) {
-  r.expect_map(node, fmt::format("secret '{}'", name));
+  r.expect_map(node, fmt::format("secret '{}'", util::excerpt(name)));
   r.check_keys(node,
                {"path", "engine", "key", "version", "refresh", "on_change", "signal", "source",
                 "credential"},
-               fmt::format("secret '{}'", name));
+               fmt::format("secret '{}'", util::excerpt(name)));
   SecretSpec spec;
   spec.name = name;
   spec.origin = r.origin(node);
@@ -213,17 +215,18 @@ SecretSpec parse_secret(const Reader& r, const std::string& name, const YAML::No
     return parse_arvados_secret(r, name, node, std::move(spec));
   }
   if (source != "vault") {
-    r.fail(node["source"],
-           fmt::format("source '{}' is not one of vault, arvados-credential", source));
+    r.fail(node["source"], fmt::format("source '{}' is not one of vault, arvados-credential",
+                                       util::excerpt(source)));
   }
   if (node["credential"]) {
     r.fail(node["credential"], "'credential' goes with source: arvados-credential");
   }
   if (!node["path"]) {
-    r.fail(node, fmt::format("secret '{}' has no 'path'", name));
+    r.fail(node, fmt::format("secret '{}' has no 'path'", util::excerpt(name)));
   }
   spec.path = r.scalar(node["path"], "path");
-  r.ok_or_fail(validate_path(spec.path), node["path"], fmt::format("secret '{}'", name));
+  r.ok_or_fail(validate_path(spec.path), node["path"],
+               fmt::format("secret '{}'", util::excerpt(name)));
   if (node["engine"]) {
     spec.engine = parse_name(r, node["engine"], engine_names(), "engine", "engine");
   }
@@ -237,7 +240,8 @@ SecretSpec parse_secret(const Reader& r, const std::string& name, const YAML::No
     const std::string v = r.scalar(node["version"], "version");
     auto parsed = parse_version(v);
     if (!parsed) {
-      r.fail(node["version"], fmt::format("version '{}' must be a positive integer", v));
+      r.fail(node["version"],
+             fmt::format("version '{}' must be a positive integer", util::excerpt(v)));
     }
     spec.version = *parsed;
     if (spec.engine == Engine::kv1 || spec.engine == Engine::generic) {
@@ -251,12 +255,13 @@ SecretSpec parse_secret(const Reader& r, const std::string& name, const YAML::No
 unsigned parse_mode(const Reader& r, const YAML::Node& node) {
   const std::string s = r.scalar(node, "mode");
   if (s.empty() || s.size() > 4) {
-    r.fail(node, fmt::format("mode '{}' must be octal like \"0400\"", s));
+    r.fail(node, fmt::format("mode '{}' must be octal like \"0400\"", util::excerpt(s)));
   }
   unsigned mode = 0;
   for (char c : s) {
     if (c < '0' || c > '7') {
-      r.fail(node, fmt::format("mode '{}' must be octal like \"0400\" (quote it in YAML)", s));
+      r.fail(node, fmt::format("mode '{}' must be octal like \"0400\" (quote it in YAML)",
+                               util::excerpt(s)));
     }
     mode = mode * 8 + static_cast<unsigned>(c - '0');
   }
@@ -278,11 +283,20 @@ Template parse_file_template(const Reader& r, FileSpec& f, const YAML::Node& nod
   }
   f.template_file = r.scalar(node["template_file"], "template_file");
   const int line = Reader::line(node["template_file"]);
-  const std::string text =
-      value_or_throw(r.read_template(f.template_file), ExitCode::no_input,
-                     "{}:{}: {}: check the template_file path", r.file(), line);
-  return value_or_throw(parse_template(text, NamedRefs::allowed), ExitCode::invalid_input,
-                        "{0}: {3} (template_file of {1}:{2})", f.template_file, r.file(), line);
+  auto text = r.read_template(f.template_file);
+  if (!text) {
+    // The reader's error names the path, which the manifest chose: shown cut to a sane length,
+    // with the reason after it kept.
+    std::string why = text.error();
+    if (const std::size_t at = why.find(f.template_file); at != std::string::npos) {
+      why.replace(at, f.template_file.size(), util::excerpt(f.template_file));
+    }
+    throw Error(ExitCode::no_input, "{}:{}: {}: check the template_file path", r.file(), line,
+                util::excerpt(why, 256));
+  }
+  return value_or_throw(parse_template(*text, NamedRefs::allowed), ExitCode::invalid_input,
+                        "{0}: {3} (template_file of {1}:{2})", util::excerpt(f.template_file),
+                        r.file(), line);
 }
 
 // Where a files entry's content comes from: a template, or a declared secret (and key).
@@ -303,7 +317,8 @@ void parse_file_source(const Reader& r, const Manifest& m, FileSpec& f, const YA
   }
   const std::string name = r.scalar(node["secret"], "secret");
   if (m.find_secret(name) == nullptr) {
-    r.fail(node["secret"], fmt::format("secret '{}' is not declared under 'secrets'", name));
+    r.fail(node["secret"],
+           fmt::format("secret '{}' is not declared under 'secrets'", util::excerpt(name)));
   }
   NamedRef ref{name, std::nullopt};
   if (node["key"]) {
@@ -348,7 +363,7 @@ FileSpec parse_file(const Reader& r, const Manifest& m, const YAML::Node& node) 
   }
   f.path = r.scalar(node["path"], "path");
   (void)r.value_or_fail(util::split_safe_relative_path(f.path), node["path"],
-                        fmt::format("file path '{}'", f.path));
+                        fmt::format("file path '{}'", util::excerpt(f.path)));
   const int sources = static_cast<int>(static_cast<bool>(node["template"])) +
                       static_cast<int>(static_cast<bool>(node["template_file"])) +
                       static_cast<int>(static_cast<bool>(node["secret"]));
@@ -375,7 +390,7 @@ void check_named(const Reader& r, const Manifest& m, const YAML::Node& node, con
       if (const auto* n = std::get_if<NamedRef>(&*seg.ref);
           n && m.find_secret(n->name) == nullptr) {
         r.fail(node, fmt::format("'${{secret:{}}}' names a secret not declared under 'secrets'",
-                                 n->name));
+                                 util::excerpt(n->name)));
       }
     }
   }
@@ -472,10 +487,11 @@ void parse_secrets(const Reader& r, Manifest& m, const YAML::Node& secrets) {
   for (const auto& kv : secrets) {
     const auto name = kv.first.as<std::string>();
     if (!is_secret_name(name)) {
-      r.fail(kv.first, fmt::format("secret name '{}' must match [A-Za-z_][A-Za-z0-9_-]*", name));
+      r.fail(kv.first, fmt::format("secret name '{}' must match [A-Za-z_][A-Za-z0-9_-]*",
+                                   util::excerpt(name)));
     }
     if (m.find_secret(name) != nullptr) {
-      r.fail(kv.first, fmt::format("secret '{}' is declared twice", name));
+      r.fail(kv.first, fmt::format("secret '{}' is declared twice", util::excerpt(name)));
     }
     m.secrets.push_back(parse_secret(r, name, kv.second));
   }
@@ -487,12 +503,14 @@ void parse_env(const Reader& r, Manifest& m, const YAML::Node& env) {
   for (const auto& kv : env) {
     const auto name = kv.first.as<std::string>();
     if (!is_env_name(name)) {
-      r.fail(kv.first, fmt::format("'{}' is not a valid environment variable name", name));
+      r.fail(kv.first,
+             fmt::format("'{}' is not a valid environment variable name", util::excerpt(name)));
     }
     if (!seen.insert(name).second) {
-      r.fail(kv.first, fmt::format("environment variable '{}' is set twice", name));
+      r.fail(kv.first, fmt::format("environment variable '{}' is set twice", util::excerpt(name)));
     }
-    EnvSpec e{name, r.tmpl(kv.second, fmt::format("env {}", name)), r.origin(kv.second)};
+    EnvSpec e{name, r.tmpl(kv.second, fmt::format("env {}", util::excerpt(name))),
+              r.origin(kv.second)};
     check_named(r, m, kv.second, e.value);
     m.env.push_back(std::move(e));
   }
@@ -506,7 +524,7 @@ void parse_files(const Reader& r, Manifest& m, const YAML::Node& files) {
   for (const auto& node : files) {
     FileSpec f = parse_file(r, m, node);
     if (!seen.insert(f.path).second) {
-      r.fail(node, fmt::format("file '{}' is listed twice", f.path));
+      r.fail(node, fmt::format("file '{}' is listed twice", util::excerpt(f.path)));
     }
     if (f.format == FileFormat::templated && f.template_file.empty()) {
       check_named(r, m, node["template"], f.body);

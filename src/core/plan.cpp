@@ -1,6 +1,7 @@
 #include "crunchsecrets/core/plan.hpp"
 
 #include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/util/text.hpp"
 
 #include <algorithm>
 #include <cassert>
@@ -19,7 +20,7 @@ std::size_t add_fetch(Plan& plan, const std::string& path,
                 "{}: {} is under {}, where Vault answers with tokens (logins, token lookup and "
                 "creation, response wrapping) or controls itself; crunch-secrets reads secrets "
                 "only and never gives a Vault token to the command (SECURITY.md)",
-                user, path, prefix);
+                user, util::excerpt(path), prefix);
   }
   for (std::size_t i = 0; i < plan.fetches.size(); ++i) {
     Fetch& f = plan.fetches[i];
@@ -76,14 +77,16 @@ void add_template_fetches(Plan& plan, const Template& t, const std::string& user
       const SecretSpec* spec = plan.manifest ? plan.manifest->find_secret(n.name) : nullptr;
       if (spec == nullptr) {
         throw Error(ExitCode::invalid_input,
-                    "{}: '${{secret:{}}}' names no secret declared in the manifest", user, n.name);
+                    "{}: '${{secret:{}}}' names no secret declared in the manifest", user,
+                    util::excerpt(n.name));
       }
       if (spec->from_arvados()) {
         add_credential(plan, spec->credential, user);
         continue;
       }
       add_fetch(plan, spec->path, spec->version, spec->engine,
-                fmt::format("secret '{}' ({})", spec->name, spec->origin), describe(*seg.ref));
+                fmt::format("secret '{}' ({})", util::excerpt(spec->name), spec->origin),
+                describe(*seg.ref));
     }
   }
 }
@@ -196,7 +199,7 @@ Plan build_plan(const PlanInput& input) {
       }
       const std::string name = entry.substr(0, eq);
       const std::string_view value = std::string_view(entry).substr(eq + 1);
-      const std::string user = fmt::format("environment variable {}", name);
+      const std::string user = fmt::format("environment variable {}", util::excerpt(name));
       std::optional<Template> t = environment_template(value, user, named);
       if (!t) {
         continue;
@@ -208,7 +211,8 @@ Plan build_plan(const PlanInput& input) {
 
   if (input.manifest != nullptr) {
     for (const auto& e : input.manifest->env) {
-      add_template_fetches(plan, e.value, fmt::format("env {} ({})", e.name, e.origin));
+      add_template_fetches(plan, e.value,
+                           fmt::format("env {} ({})", util::excerpt(e.name), e.origin));
       plan.env.push_back(EnvAssignment{e.name, e.value, e.origin});
     }
     for (const auto& f : input.manifest->files) {

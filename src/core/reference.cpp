@@ -1,5 +1,7 @@
 #include "crunchsecrets/core/reference.hpp"
 
+#include "crunchsecrets/util/text.hpp"
+
 #include <fmt/format.h>
 
 namespace cs::core {
@@ -78,7 +80,8 @@ Result<NamedRef> parse_named_ref(std::string_view text) {
     if (name.empty() || !is_name_start(name.front())) {
       return err("secret name must start with a letter or '_'");
     }
-    return err(fmt::format("secret name '{}' may hold only letters, digits, '_' and '-'", name));
+    return err(fmt::format("secret name '{}' may hold only letters, digits, '_' and '-'",
+                           util::excerpt(name)));
   }
   NamedRef ref{std::string(name), std::nullopt};
   if (hash != std::string_view::npos) {
@@ -94,8 +97,11 @@ Result<NamedRef> parse_named_ref(std::string_view text) {
 } // namespace
 
 std::string describe(const Ref& ref) {
+  // A label for messages and the plan listing, not a reference to parse: a path or key of any
+  // length (the grammar sets none) is cut to a sane length, as every echoed input is.
   if (const auto* v = std::get_if<VaultRef>(&ref)) {
-    std::string out = fmt::format("vault:{}#{}", v->path, v->key);
+    std::string out =
+        fmt::format("vault:{}#{}", util::excerpt(v->path, 128), util::excerpt(v->key));
     if (v->version) {
       out += fmt::format("#{}", *v->version);
     }
@@ -105,7 +111,9 @@ std::string describe(const Ref& ref) {
     return a->describe();
   }
   const auto& n = std::get<NamedRef>(ref);
-  return n.key ? fmt::format("secret:{}#{}", n.name, *n.key) : fmt::format("secret:{}", n.name);
+  const std::string name = util::excerpt(n.name);
+  return n.key ? fmt::format("secret:{}#{}", name, util::excerpt(*n.key))
+               : fmt::format("secret:{}", name);
 }
 
 bool Template::has_refs() const {

@@ -1,6 +1,7 @@
 #include "crunchsecrets/core/resolve.hpp"
 
 #include "crunchsecrets/core/error.hpp"
+#include "crunchsecrets/util/text.hpp"
 
 #include <algorithm>
 
@@ -36,7 +37,7 @@ void require_single_line(const Secret& value, std::string_view field, const std:
     throw Error(ExitCode::invalid_input,
                 "{}: the value of field '{}' contains a newline, which this format cannot hold; "
                 "use format json or raw",
-                where, field);
+                where, util::excerpt(field));
   }
 }
 
@@ -59,7 +60,7 @@ Secret render_dotenv(const SecretJson& object, const std::string& where) {
       throw Error(ExitCode::invalid_input,
                   "{}: field '{}' is not a valid variable name for dotenv; rename the field or "
                   "use format json",
-                  where, name);
+                  where, util::excerpt(name));
     }
     Secret v = node_text(value);
     out.append(name);
@@ -99,7 +100,8 @@ Secret render_ini(const SecretJson& object, const std::string& section, const st
   for (const auto& [key, value] : object.items()) {
     const std::string_view name = key;
     if (name.find_first_of("=[]\r\n") != std::string_view::npos || name.empty()) {
-      throw Error(ExitCode::invalid_input, "{}: field '{}' cannot be an INI key", where, name);
+      throw Error(ExitCode::invalid_input, "{}: field '{}' cannot be an INI key", where,
+                  util::excerpt(name));
     }
     Secret v = node_text(value);
     require_single_line(v, name, where);
@@ -202,7 +204,7 @@ const SecretJson& Resolver::node(const Ref& ref, const std::string& where) const
       throw Error(ExitCode::not_found,
                   "{} ({}): an Arvados credential has only the keys external_id and secret, not "
                   "'{}'",
-                  describe(ref), where, *key);
+                  describe(ref), where, util::excerpt(*key));
     }
     return *it;
   }
@@ -227,7 +229,8 @@ const SecretJson& Resolver::node(const Ref& ref, const std::string& where) const
                                                  : fmt::format("{} keys", data.size());
     throw Error(ExitCode::not_found,
                 "{} ({}): no key '{}' in {} (it has {}): check the key with the secret's owner",
-                describe(ref), where, *key, m_plan->fetches[index].read.path, count);
+                describe(ref), where, util::excerpt(*key),
+                util::excerpt(m_plan->fetches[index].read.path, 128), count);
   }
   return *it;
 }

@@ -1,5 +1,7 @@
 #include "crunchsecrets/util/duration.hpp"
 
+#include "crunchsecrets/util/text.hpp"
+
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
@@ -37,7 +39,8 @@ bool take_number(std::string_view& text, double& out) {
 } // namespace
 
 Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
-  const std::string shown(text);
+  // The text is echoed in the error: cut to a sane length, control characters escaped.
+  const std::string shown = excerpt(text);
   if (text.empty()) {
     return err("empty duration");
   }

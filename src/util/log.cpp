@@ -81,8 +81,12 @@ std::string json_quote(std::string_view text) {
 
 std::string format_line(Level level, std::string_view message, const Fields& fields,
                         Format line_format, std::string_view time) {
-  // Messages are single lines by contract; fold any stray newline so a line stays a line.
-  std::string clean(message);
+  // Messages are single lines by contract; fold any stray newline so a line stays a line. Each
+  // input a message echoes is cut to a sane length where it is named (util::excerpt); a message
+  // longer than this still echoed one whole, and is cut rather than flood the log.
+  constexpr std::size_t k_max_message = 4096;
+  std::string clean =
+      message.size() > k_max_message ? excerpt(message, k_max_message) : std::string(message);
   for (char& c : clean) {
     if (c == '\n' || c == '\r') {
       c = ' ';

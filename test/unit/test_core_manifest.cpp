@@ -473,4 +473,23 @@ TEST_CASE("to_string names engines and formats as the manifest spells them") {
   CHECK(to_string(FileFormat::templated) == "template");
 }
 
+TEST_CASE("an error echoes only an excerpt of a long value, marked as cut") {
+  const std::string big(1 << 20, 'x');
+  const std::string key(1000, 'x'); // YAML takes a mapping key of at most 1024 characters
+  for (const std::string& content :
+       {"version: 1\nauth:\n  method: " + big + "\n", "version: 1\n" + key + ": 1\n",
+        "version: 1\nsecrets:\n  -" + key + ":\n    path: a\n",
+        "version: 1\nenv:\n  A: ${secret:" + big + "}\n",
+        "version: 1\nfiles:\n  - path: ../" + big + "\n    template: t\n",
+        "version: 1\nfiles:\n  - path: f\n    secret: " + big + "\n"}) {
+    const Error e = manifest_error(content);
+    const std::string what = e.what();
+    CAPTURE(what.substr(0, 300));
+    CHECK(cs::test::code_of(e) == 65);
+    CHECK(what.size() < 300);
+    CHECK_CONTAINS(what, "xxxxxxxx");
+    CHECK_CONTAINS(what, " bytes)");
+  }
+}
+
 TEST_SUITE_END();

@@ -241,4 +241,16 @@ TEST_CASE("describe writes references back as they are written") {
   CHECK(describe(Ref{NamedRef{"db", "user"}}) == "secret:db#user");
 }
 
+TEST_CASE("describe cuts a long path, key or name, for messages") {
+  const std::string path = "secret/data/" + std::string(100000, 'p');
+  const std::string key(100000, 'k');
+  const std::string text = describe(Ref{whole("vault:" + path + "#" + key)});
+  CHECK(text.size() < 300);
+  CHECK(text.rfind("vault:secret/data/ppp", 0) == 0);
+  CHECK_CONTAINS(text, "(100012 bytes)");
+  CHECK_CONTAINS(text, "(100000 bytes)");
+  CHECK(describe(Ref{whole("vault:secret/data/app#password#3")}) ==
+        "vault:secret/data/app#password#3");
+}
+
 TEST_SUITE_END();

@@ -62,4 +62,16 @@ TEST_CASE("levels parse from their names") {
   CHECK_FALSE(parse_level("").has_value());
 }
 
+TEST_CASE("a message that echoed a whole input is cut, in both formats") {
+  const std::string message = "bad value '" + std::string(1 << 20, 'v') + "': fix it";
+  for (const Format f : {Format::text, Format::json}) {
+    const auto line = format_line(Level::error, message, Fields{}, f, "t");
+    CHECK(line.size() < 4400);
+    CHECK_CONTAINS(line, "vvvv... (" + std::to_string(message.size()) + " bytes)");
+  }
+  const std::string fits(4096, 'a');
+  CHECK(format_line(Level::error, fits, Fields{}, Format::text, "") ==
+        "crunch-secrets: error: " + fits + "\n");
+}
+
 TEST_SUITE_END();
