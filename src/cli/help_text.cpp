@@ -39,7 +39,9 @@ std::string exit_code_meaning(ExitCode code) {
            "read on the path";
   case ExitCode::config:
     return "configuration: no Vault address, no usable auth method, a credential that is not "
-           "one line of printable characters, a TLS certificate that fails verification or a "
+           "one line of printable characters, two options reading standard input, a wrapped "
+           "AppRole secret id without its role id (not unwrapped), a TLS certificate that fails "
+           "verification or a "
            "CA/client certificate file that cannot be used, https:// on a plain-HTTP server or "
            "http:// on a TLS server (not retried); set VAULT_ADDR, VAULT_CACERT or credentials";
   case ExitCode::not_found:

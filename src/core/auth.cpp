@@ -7,6 +7,8 @@
 
 #include <optional>
 #include <sys/stat.h>
+#include <utility>
+#include <vector>
 
 namespace cs::core {
 
@@ -65,7 +67,7 @@ void check_wrapped_secret_id(const AuthOptions& o, const std::string& created,
   if (o.role_id.empty() && o.role_id_file.empty()) {
     throw Error(ExitCode::config,
                 "the response-wrapping token holds an AppRole secret id (created by {}) and no "
-                "role id was given: run would unwrap it, using it up, and could not log in; give "
+                "role id was given: unwrapping it would use it up with no login to follow; give "
                 "the role id (--role-id, --role-id-file or CRUNCH_SECRETS_ROLE_ID): the token "
                 "was not unwrapped and can still be used",
                 created);
@@ -125,6 +127,35 @@ std::string vault_token_helper_file(const vault::EnvLookup& env) {
     return {};
   }
   return path;
+}
+
+void refuse_second_stdin_reader(const AuthOptions& o, const StdinUse& use,
+                                const vault::EnvLookup& env) {
+  std::vector<std::string> readers;
+  const std::pair<const char*, const std::string*> options[] = {
+      {"--token-file", &o.token_file},
+      {"--role-id-file", &o.role_id_file},
+      {"--secret-id-file", &o.secret_id_file},
+      {"--wrapped-token-file", &o.wrapped_token_file},
+      {"--arvados-token-file", &o.arvados_token_file}};
+  for (const auto& [name, value] : options) {
+    if (*value == "-") {
+      readers.push_back(fmt::format("{} -", name));
+    }
+  }
+  // The Arvados token is read by the Arvados login and, on its own thread, by the Arvados
+  // credentials: from a file, twice; from standard input, the second read would find it ended.
+  if (o.arvados_token_file == "-" && use.arvados_credentials && use.vault_login &&
+      choose_method(o, env) == AuthMethod::arvados) {
+    readers.emplace_back("--arvados-token-file - (for the Arvados credentials too)");
+  }
+  if (readers.size() > 1) {
+    throw Error(ExitCode::config,
+                "{} and {} both read standard input, which can be read only once (the second "
+                "would find it ended, or part of the first one's input): give all but one as a "
+                "file (on a tmpfs such as /dev/shm) or in its environment variable",
+                readers[0], readers[1]);
+  }
 }
 
 AuthOptions merge_auth(AuthOptions o, const Manifest* manifest, const vault::EnvLookup& env) {
@@ -220,6 +251,13 @@ void login_wrapped(vault::Client& client, const AuthOptions& o, const vault::Env
     role_id = Secret(o.role_id);
     require_credential(role_id, o.role_id_source);
   }
+  // Unwrapping uses the token up, and a wrapped AppRole secret id with it. What the token holds
+  // is looked up first (sys/wrapping/lookup uses nothing up), so that a secret id without a role
+  // id, or of another AppRole mount, is refused while the token can still be used.
+  const vault::WrapInfo info = client.lookup_wrapping(w);
+  if (const auto mount = secret_id_mount(info.creation_path)) {
+    check_wrapped_secret_id(o, info.creation_path, *mount);
+  }
   client.login_wrapped(w, o.approle_mount, role_id);
 }
 
@@ -260,10 +298,6 @@ void login_arvados(vault::Client& client, const AuthOptions& o, const vault::Env
 void login(vault::Client& client, const AuthOptions& o, const vault::EnvLookup& env) {
   const AuthMethod method = choose_method(o, env);
   util::log::debug("authenticating with method {}", to_string(method));
-  if (o.role_id_file == "-" && o.secret_id_file == "-") {
-    throw Error(ExitCode::usage, "--role-id-file - and --secret-id-file - cannot both read "
-                                 "standard input: give one of them as a file");
-  }
   switch (method) {
   case AuthMethod::token:
     return login_token(client, o, env);

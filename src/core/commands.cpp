@@ -75,6 +75,10 @@ Prepared prepare(const CommonOptions& o) {
   in.argv = o.command;
   p.plan = std::make_shared<const Plan>(build_plan(in));
   p.dir = secrets_dir(o, in.manifest.get());
+  // Before anything is read or sent, so that `check` finds it too.
+  refuse_second_stdin_reader(merge_auth(o.auth, in.manifest.get(), getenv_opt),
+                             StdinUse{!p.plan->fetches.empty(), !p.plan->credentials.empty()},
+                             getenv_opt);
   return p;
 }
 

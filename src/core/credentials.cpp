@@ -25,12 +25,9 @@ CredentialValues fetch_credentials(const Plan& plan, const vault::EnvLookup& env
       arvados::config_from_env([&](const std::string& n) { return env(n); }, file_exists);
   util::Secret token;
   if (!token_file.empty()) {
-    auto t = util::read_secret_file(token_file);
-    if (!t) {
-      throw Error(ExitCode::no_input, "--arvados-token-file: {}: check the path", t.error());
-    }
-    token = util::Secret(std::move(*t));
-    require_credential(token, "--arvados-token-file " + token_file);
+    // "-" is standard input here too; refuse_second_stdin_reader made sure that the Vault
+    // login does not read it as well.
+    token = read_credential(token_file, "--arvados-token-file", deadline);
   } else if (auto t = env("ARVADOS_API_TOKEN"); t && !t->empty()) {
     token = util::Secret(*t);
     util::wipe(t->data(), t->size());

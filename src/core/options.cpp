@@ -33,9 +33,11 @@ constexpr std::array k_options{
               false, ""},
     OptionDoc{"--auth", "METHOD", "Login method: auto, token, approle, wrapped or arvados",
               S::common, "CRUNCH_SECRETS_AUTH", true, "auto,token,approle,wrapped,arvados"},
-    OptionDoc{"--token-file", "FILE",
-              "File holding a Vault token (- reads standard input until it ends, at most --wait)",
-              S::common, "", false, ""},
+    OptionDoc{
+        "--token-file", "FILE",
+        "File holding a Vault token (- reads standard input until it ends, at most --wait; one "
+        "option at most may be -)",
+        S::common, "", false, ""},
     OptionDoc{"--role-id", "ID", "AppRole role id", S::common, "CRUNCH_SECRETS_ROLE_ID", false, ""},
     OptionDoc{"--role-id-file", "FILE", "File holding the AppRole role id (- reads standard input)",
               S::common, "", false, ""},
@@ -52,8 +54,10 @@ constexpr std::array k_options{
               S::common, "CRUNCH_SECRETS_ARVADOS_ROLE", false, ""},
     OptionDoc{"--arvados-mount", "MOUNT", "Arvados auth mount (default arvados)", S::common, "",
               false, ""},
-    OptionDoc{"--arvados-token-file", "FILE", "File holding the Arvados token", S::common,
-              "ARVADOS_API_TOKEN", false, ""},
+    OptionDoc{"--arvados-token-file", "FILE",
+              "File holding the Arvados token, for the login and Arvados credentials (- reads "
+              "standard input)",
+              S::common, "ARVADOS_API_TOKEN", false, ""},
     OptionDoc{"--pass-auth-env", "", "Keep Vault auth variables in the environment of the child",
               S::common, "", false, ""},
     OptionDoc{"--scrub-arvados-token", "",

@@ -207,9 +207,11 @@ TEST_CASE("AppRole without a secret id is a configuration error before any reque
 TEST_CASE("wrapped and Arvados logins take their tokens from the environment") {
   FakeTransport w =
       login_with(method(AuthMethod::wrapped), {{"CRUNCH_SECRETS_WRAPPED_TOKEN", "hvs.w"}});
-  REQUIRE(w.requests_sent() == 1);
-  CHECK(w.batches[0][0].path == "sys/wrapping/unwrap");
-  CHECK(w.batches[0][0].token == std::optional<std::string>("hvs.w"));
+  // What the token wraps is looked up (using nothing up) before it is unwrapped.
+  REQUIRE(w.requests_sent() == 2);
+  CHECK(w.batches[0][0].path == "sys/wrapping/lookup");
+  CHECK(w.batches[1][0].path == "sys/wrapping/unwrap");
+  CHECK(w.batches[1][0].token == std::optional<std::string>("hvs.w"));
 
   AuthOptions o = method(AuthMethod::arvados);
   o.arvados_role = "etl";
@@ -218,6 +220,76 @@ TEST_CASE("wrapped and Arvados logins take their tokens from the environment") {
   CHECK(a.batches[0][0].path == "auth/arvados/login");
   CHECK_CONTAINS(a.batches[0][0].body, "\"arvados_token\":\"v2/x/CANARY\"");
   CHECK_CONTAINS(a.batches[0][0].body, "\"role\":\"etl\"");
+}
+
+TEST_CASE("a wrapped secret id run could not log in with is refused before it is unwrapped") {
+  const auto lookup = [](const std::string& created) {
+    return [created](const Seen& s) {
+      return s.path == "sys/wrapping/lookup" ? resp(200, R"({"data":{"creation_path":")" + created +
+                                                             R"(","creation_ttl":300}})")
+                                             : resp(200, R"({"auth":{"client_token":"s.ok"}})");
+    };
+  };
+  const std::map<std::string, std::string> env{{"CRUNCH_SECRETS_WRAPPED_TOKEN", "hvs.w"}};
+  SUBCASE("no role id") {
+    FakeTransport t(lookup("auth/approle/role/r/secret-id"));
+    cs::vault::Client c(config(), t, cs::vault::Clock::now() + 10s);
+    auto e = error_of([&] { login(c, method(AuthMethod::wrapped), env_of(env)); });
+    REQUIRE(e);
+    CHECK(code_of(*e) == 78);
+    CHECK_CONTAINS(std::string(e->what()), "no role id was given");
+    REQUIRE(t.requests_sent() == 1);
+    CHECK(t.batches[0][0].path == "sys/wrapping/lookup");
+  }
+  SUBCASE("another AppRole mount") {
+    FakeTransport t(lookup("auth/team-approle/role/r/custom-secret-id"));
+    cs::vault::Client c(config(), t, cs::vault::Clock::now() + 10s);
+    AuthOptions o = method(AuthMethod::wrapped);
+    o.role_id = "r";
+    auto e = error_of([&] { login(c, o, env_of(env)); });
+    REQUIRE(e);
+    CHECK(code_of(*e) == 78);
+    CHECK_CONTAINS(std::string(e->what()), "pass --approle-mount team-approle");
+    CHECK(t.requests_sent() == 1);
+  }
+  SUBCASE("with the role id and the mount it is unwrapped once") {
+    FakeTransport t(lookup("auth/approle/role/r/secret-id"));
+    cs::vault::Client c(config(), t, cs::vault::Clock::now() + 10s);
+    AuthOptions o = method(AuthMethod::wrapped);
+    o.role_id = "r";
+    login(c, o, env_of(env));
+    REQUIRE(t.requests_sent() == 2);
+    CHECK(t.batches[1][0].path == "sys/wrapping/unwrap");
+  }
+}
+
+TEST_CASE("at most one credential option reads standard input") {
+  const auto env = env_of({});
+  const StdinUse both{true, true};
+  AuthOptions o;
+  o.token_file = "-";
+  refuse_second_stdin_reader(o, both, env); // one reader is fine
+  o.arvados_token_file = "-";
+  auto e = error_of([&] { refuse_second_stdin_reader(o, both, env); });
+  REQUIRE(e);
+  CHECK(code_of(*e) == 78);
+  CHECK_CONTAINS(std::string(e->what()), "--token-file - and --arvados-token-file - both read");
+
+  AuthOptions a;
+  a.role_id_file = "-";
+  a.secret_id_file = "-";
+  CHECK(error_of([&] { refuse_second_stdin_reader(a, StdinUse{}, env); }));
+
+  // The Arvados token serves the Arvados login and the Arvados credentials: two readers when
+  // both happen, one otherwise.
+  AuthOptions arv;
+  arv.arvados_token_file = "-";
+  auto twice = error_of([&] { refuse_second_stdin_reader(arv, both, env); });
+  REQUIRE(twice);
+  CHECK_CONTAINS(std::string(twice->what()), "for the Arvados credentials too");
+  refuse_second_stdin_reader(arv, StdinUse{true, false}, env);
+  refuse_second_stdin_reader(arv, StdinUse{false, true}, env);
+  refuse_second_stdin_reader(arv, both, env_of({{"VAULT_TOKEN", "s.t"}}));
 }
 
 TEST_CASE("an explicit method without its credential is a configuration error") {

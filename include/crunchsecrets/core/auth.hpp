@@ -35,6 +35,21 @@ void require_credential(const util::Secret& value, const std::string& source);
 util::Secret read_credential(const std::string& path, const std::string& what,
                              vault::Clock::time_point deadline);
 
+// What a run reads besides the login options, for `refuse_second_stdin_reader`.
+struct StdinUse {
+  bool vault_login = false;         // the plan reads from Vault, so a login happens
+  bool arvados_credentials = false; // the plan reads Arvados credentials
+};
+
+// Refuses (exit 78, one line naming both) a configuration in which two readers would read
+// standard input, before anything is read or sent: it can be read once, so the second reader
+// would find it ended or take part of the first one's input. The readers are the options given
+// as "-" (--token-file, --role-id-file, --secret-id-file, --wrapped-token-file,
+// --arvados-token-file, whichever login method is chosen), and --arvados-token-file a second
+// time when both the Arvados login and the Arvados credentials need its token.
+void refuse_second_stdin_reader(const AuthOptions& options, const StdinUse& use,
+                                const vault::EnvLookup& env);
+
 // Fills unset options from the manifest's `auth:` block and the environment.
 AuthOptions merge_auth(AuthOptions options, const Manifest* manifest, const vault::EnvLookup& env);
 
