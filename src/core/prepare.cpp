@@ -6,6 +6,7 @@
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/util/fs.hpp"
 #include "crunchsecrets/util/log.hpp"
+#include "crunchsecrets/util/text.hpp"
 #include "crunchsecrets/vault/curl_transport.hpp"
 
 #include <algorithm>
@@ -410,11 +411,12 @@ ContainerRecord parse_container_record(std::string_view text, const std::string&
     }
     for (const auto& [k, v] : j["environment"].items()) {
       if (!v.is_string()) {
-        throw Error(ExitCode::invalid_input, "{}: environment.{} must be a string", origin, k);
+        throw Error(ExitCode::invalid_input, "{}: environment.{} must be a string", origin,
+                    util::excerpt(k));
       }
       if (!is_env_name(k)) {
         throw Error(ExitCode::invalid_input, "{}: environment.{} is not a valid variable name",
-                    origin, k);
+                    origin, util::excerpt(k));
       }
       r.environment.emplace_back(k, v.get<std::string>());
     }
@@ -443,7 +445,7 @@ ContainerRecord parse_container_record(std::string_view text, const std::string&
           throw Error(ExitCode::invalid_input,
                       "{}: mounts.{}.content is nested deeper than {} levels: not a container "
                       "record prepare accepts",
-                      origin, path, k_max_json_depth);
+                      origin, util::excerpt(path), k_max_json_depth);
         }
         r.content_mounts.emplace_back(path, m["content"].dump());
       } else if (kind == "text" && m["content"].is_string()) {
@@ -508,7 +510,7 @@ PreparedRecord plan_container(const ContainerRecord& record) {
     throw Error(ExitCode::invalid_input,
                 "container record: the secrets directory '{}' must be an absolute path in the "
                 "container",
-                out.container_secrets_dir);
+                util::excerpt(out.container_secrets_dir));
   }
   out.container_secrets_dir = strip_slashes(out.container_secrets_dir);
   // The launcher bind-mounts DIR there: "/", "/a/../etc" or "/a//b" would cover or name some
@@ -519,7 +521,7 @@ PreparedRecord plan_container(const ContainerRecord& record) {
     throw Error(ExitCode::invalid_input,
                 "container record: the secrets directory '{}' must be a plain absolute path below "
                 "/ in the container: {}",
-                out.container_secrets_dir, segs.error());
+                util::excerpt(out.container_secrets_dir), segs.error());
   }
 
   std::vector<std::string> unset{k_manifest_json_var, k_manifest_var, k_argv_var};

@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from harness import CANARIES, FaultProxy, http_json
+from harness import CANARIES, FaultProxy, crunch_secrets_bin, http_json
 from test_arvados_source import arvs, env_for  # noqa: F401 (fixture)
 from test_arvados_plugin import ALICE_RUN1, FIXTURE_DATA, container_token
 
@@ -190,6 +191,33 @@ def test_a_long_environment_name_is_echoed_cut(cs):
     assert r.code == 65, r.describe()
     one_error_line(r)
     assert len(r.stderr) < 300, f"{len(r.stderr)} bytes: {r.stderr[:400]!r}"
+
+
+def record_cases() -> dict[str, dict]:
+    big = "x" * BIG
+    return {
+        "environment name": {"environment": {"1" + big: "v"}},
+        "environment value type": {"environment": {"A" + big: 1}},
+        "deep mount": {"mounts": {"/m" + big: {"kind": "json",
+                                              "content": json.loads("[" * 600 + "]" * 600)}}},
+        "relative secrets dir": {"environment": {"CRUNCH_SECRETS_DIR": "run/" + big}},
+        "secrets dir with ..": {"environment": {"CRUNCH_SECRETS_DIR": "/run/../" + big}},
+    }
+
+
+@pytest.mark.offline
+@pytest.mark.parametrize("case", sorted(record_cases()))
+def test_a_megabyte_container_record_value_is_echoed_cut(cs, case):
+    # The container record prepare reads is hostile input like a manifest (SECURITY.md).
+    work = cs.tmpfs_dir()
+    record = {"uuid": "zzzzz-dz642-echoechoecho1", "command": ["true"], **record_cases()[case]}
+    proc = subprocess.run([str(crunch_secrets_bin()), "prepare", "--container", "-", "--secrets-dir",
+                           str(work / "s")], input=json.dumps(record).encode(), env={"PATH": "/usr/bin:/bin"},
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    CANARIES.check(proc.stderr, "prepare stderr")
+    assert proc.returncode == 65, (proc.returncode, proc.stderr[:400])
+    assert proc.stderr.count(b"\n") == 1 and len(proc.stderr) < 300, proc.stderr[:400]
+    assert re.search(rb"\.\.\. \(\d{7} bytes\)", proc.stderr), proc.stderr[:400]
 
 
 def test_a_long_missing_key_is_echoed_cut(cs, world):
