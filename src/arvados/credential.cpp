@@ -211,6 +211,11 @@ std::vector<Response> Client::send(const std::vector<std::string>& paths, const 
 }
 
 void Client::fail(const Response& r, const std::string& what, const Secret& token) const {
+  if (r.status == 0 && r.too_large) {
+    throw Error(ExitCode::protocol,
+                "{}: the Arvados API at {} answered with {}: check ARVADOS_API_HOST", what,
+                m_config.base_url, r.transport_error);
+  }
   if (r.status == 0) {
     throw Error(r.permanent ? ExitCode::config : ExitCode::unavailable,
                 "{}: cannot reach the Arvados API at {} ({}): check ARVADOS_API_HOST{}", what,

@@ -32,8 +32,8 @@ std::string exit_code_meaning(ExitCode code) {
     return "cannot write a secret file (not tmpfs, unsafe path, exists); fix --secrets-dir or "
            "the file path";
   case ExitCode::protocol:
-    return "Vault answered something unexpected (not JSON, wrong shape, not KV v2 where "
-           "required); check the path and engine";
+    return "Vault (or the Arvados API) answered something unexpected (not JSON, wrong shape, "
+           "over 32 MiB, not KV v2 where required); check the path and engine";
   case ExitCode::permission_denied:
     return "permission denied (403) with a valid token; ask the Vault admin for a policy granting "
            "read on the path";
@@ -41,9 +41,10 @@ std::string exit_code_meaning(ExitCode code) {
     return "configuration: no Vault address, no usable auth method, a credential that is not "
            "one line of printable characters, two options reading standard input, a wrapped "
            "AppRole secret id without its role id (not unwrapped), a TLS certificate that fails "
-           "verification or a "
-           "CA/client certificate file that cannot be used, https:// on a plain-HTTP server or "
-           "http:// on a TLS server (not retried); set VAULT_ADDR, VAULT_CACERT or credentials";
+           "verification or a CA/client certificate file or CA directory that cannot be used, a "
+           "TLS handshake that cannot succeed (no TLS 1.2 or later, no shared cipher), https:// "
+           "on a plain-HTTP server or http:// on a TLS server (not retried); set VAULT_ADDR, "
+           "VAULT_CACERT or credentials";
   case ExitCode::not_found:
     return "secret, key or version not found (404, deleted or destroyed version, missing key); "
            "check the path, key and version";
@@ -164,7 +165,8 @@ std::vector<Section> make_sections() {
            {"BAO_TOKEN, VAULT_TOKEN",
             "a Vault token (auth method token); then ~/.vault-token, as the Vault CLI does"},
            {"BAO_CACERT, VAULT_CACERT, BAO_CAPATH, VAULT_CAPATH",
-            "CA file or directory for Vault's certificate; without them see FILES"},
+            "CA file or directory for Vault's certificate (the file wins when both are set, as "
+            "in Vault's client); without them see FILES"},
            {"BAO_CLIENT_CERT, VAULT_CLIENT_CERT, BAO_CLIENT_KEY, VAULT_CLIENT_KEY",
             "client certificate and key for TLS"},
            {"BAO_SKIP_VERIFY, VAULT_SKIP_VERIFY",

@@ -79,9 +79,11 @@ Config config_from_env(const EnvLookup& env) {
   }
   if (auto v = lookup(env, "CACERT")) {
     c.tls.ca_cert = v->first;
+    c.tls.ca_cert_source = v->second;
   }
   if (auto v = lookup(env, "CAPATH")) {
     c.tls.ca_path = v->first;
+    c.tls.ca_path_source = v->second;
   }
   if (auto v = lookup(env, "CLIENT_CERT")) {
     c.tls.client_cert = v->first;

@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 #include <mutex>
 #include <new>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace cs::vault {
 
@@ -110,6 +112,7 @@ struct CurlTransport::Impl {
 
 CurlTransport::CurlTransport(const Config& config) : m_impl(std::make_unique<Impl>()) {
   global_init();
+  check_ca_settings(config.tls);
   m_impl->config = config;
   if (config.tls.ca_cert.empty() && config.tls.ca_path.empty()) {
     // No CA configured: use the first bundle of the documented lookup order (README, "Vault
@@ -172,11 +175,72 @@ bool is_permanent(CURLcode code) {
   case CURLE_SSL_CRL_BADFILE:
   case CURLE_SSL_ISSUER_ERROR:
   case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+  case CURLE_SSL_CIPHER:
   case CURLE_URL_MALFORMAT:
   case CURLE_UNSUPPORTED_PROTOCOL:
     return true;
   default:
     return false;
+  }
+}
+
+namespace {
+
+bool mentions(std::string_view text, std::initializer_list<std::string_view> phrases) {
+  return std::any_of(phrases.begin(), phrases.end(),
+                     [&](std::string_view p) { return text.find(p) != std::string_view::npos; });
+}
+
+} // namespace
+
+TransferFailure classify_failure(CURLcode code, std::string_view error_text) {
+  TransferFailure f{is_permanent(code), std::string(error_text)};
+  if (code != CURLE_SSL_CONNECT_ERROR) {
+    return f;
+  }
+  // OpenSSL's reasons, as libcurl passes them on. The server's protocol_version alert, or a
+  // server choosing a version below the floor set in CurlTransfer::open.
+  if (mentions(error_text,
+               {"alert protocol version", "unsupported protocol", "no protocols available"})) {
+    f.permanent = true;
+    f.text = fmt::format("the server speaks no TLS version from 1.2 on, and TLS >= 1.2 is "
+                         "required (as by Vault's own client) ({})",
+                         error_text);
+  } else if (mentions(error_text,
+                      {"alert handshake failure", "alert insufficient security", "no shared cipher",
+                       "no cipher", "no suitable", "alert bad certificate", "alert unknown ca",
+                       "alert certificate required", "alert certificate expired",
+                       "alert certificate revoked", "alert unsupported certificate",
+                       "alert access denied"})) {
+    // A reset or a server going away mid-handshake reads "unexpected eof" or "reset by peer"
+    // instead, and stays retryable.
+    f.permanent = true;
+    f.text = fmt::format("the TLS handshake was refused: the server and crunch-secrets share no "
+                         "cipher suite, group or signature algorithm, or the server refused the "
+                         "client certificate ({})",
+                         error_text);
+  }
+  return f;
+}
+
+void check_ca_settings(const TlsConfig& tls) {
+  struct stat st {};
+  if (!tls.ca_cert.empty()) {
+    if (::stat(tls.ca_cert.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
+        ::access(tls.ca_cert.c_str(), R_OK) != 0) {
+      throw util::Error(util::ExitCode::config,
+                        "{}={} is not a readable file: set it to the PEM file of the CA that "
+                        "signed Vault's certificate",
+                        tls.ca_cert_source, tls.ca_cert);
+    }
+    // Vault's client uses the CA file alone when both are set; a CA directory is not looked at.
+    return;
+  }
+  if (!tls.ca_path.empty() && (::stat(tls.ca_path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))) {
+    throw util::Error(util::ExitCode::config,
+                      "{}={} is not a directory: set it to a directory of hashed CA "
+                      "certificates (c_rehash), or set VAULT_CACERT to a CA file instead",
+                      tls.ca_path_source, tls.ca_path);
   }
 }
 
@@ -217,6 +281,13 @@ bool CurlTransfer::open(std::string transfer_url, const char* protocols, long ti
   curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
   curl_easy_setopt(easy, CURLOPT_PIPEWAIT, pipewait ? 1L : 0L);
   curl_easy_setopt(easy, CURLOPT_USERAGENT, user_agent.c_str());
+  // TLS 1.2 at least, as Vault's Go client and the self-contained build's OpenSSL require:
+  // without it, the dynamic build completed a TLS 1.0 handshake (RSA key exchange) and sent
+  // the token over it. A libcurl that cannot set the floor gets no request.
+  if (curl_easy_setopt(easy, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2)) !=
+      CURLE_OK) {
+    return false;
+  }
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(easy, CURLOPT_SOCKOPTFUNCTION, close_on_exec);
   curl_easy_setopt(easy, CURLOPT_PRIVATE, reinterpret_cast<char*>(index));
@@ -250,7 +321,9 @@ namespace {
 // Fills `response` for a transfer that ended with `code` (not CURLE_OK).
 void transfer_failed(const CurlTransfer& t, CURLcode code, Response& response) {
   response.status = 0;
-  response.transport_error = t.error_text(code);
+  TransferFailure failure = classify_failure(code, t.error_text(code));
+  response.transport_error = std::move(failure.text);
+  response.permanent = failure.permanent;
   if (response.too_large) {
     response.transport_error =
         fmt::format("the response is too large (over {} MiB)", k_max_body / (1024 * 1024));
@@ -266,9 +339,6 @@ void transfer_failed(const CurlTransfer& t, CURLcode code, Response& response) {
     break;
   default:
     break;
-  }
-  if (is_permanent(code)) {
-    response.permanent = true;
   }
   util::wipe_string(response.body);
 }
@@ -289,7 +359,9 @@ bool CurlTransport::Impl::make_transfer(CurlTransfer& t, const Request& rq, Resp
   if (!tls.ca_cert.empty()) {
     curl_easy_setopt(t.easy, CURLOPT_CAINFO, tls.ca_cert.c_str());
   }
-  if (!tls.ca_path.empty()) {
+  if (tls.ca_cert.empty() && !tls.ca_path.empty()) {
+    // Only the directory, as Vault's client: not the bundle libcurl was built with as well.
+    curl_easy_setopt(t.easy, CURLOPT_CAINFO, nullptr);
     curl_easy_setopt(t.easy, CURLOPT_CAPATH, tls.ca_path.c_str());
   }
   if (!tls.client_cert.empty()) {

@@ -866,7 +866,9 @@ TEST_CASE("BAO_ variables win over VAULT_ ones, setting by setting") {
   }));
   CHECK(c.address == "https://bao:8200");
   CHECK(c.tls.ca_cert == "/vault/ca.pem");
+  CHECK(c.tls.ca_cert_source == "VAULT_CACERT");
   CHECK(c.tls.ca_path == "/bao/certs");
+  CHECK(c.tls.ca_path_source == "BAO_CAPATH");
   CHECK(c.tls.client_cert == "/c.pem");
   CHECK(c.tls.client_key == "/k.pem");
   CHECK(c.tls.server_name == "bao.internal");
@@ -1163,6 +1165,66 @@ TEST_CASE("TLS and URL errors are permanent, connection errors are not") {
   CHECK(cs::vault::is_permanent(CURLE_URL_MALFORMAT));
   CHECK_FALSE(cs::vault::is_permanent(CURLE_COULDNT_CONNECT));
   CHECK_FALSE(cs::vault::is_permanent(CURLE_OPERATION_TIMEDOUT));
+}
+
+TEST_CASE("A handshake failure is permanent only when OpenSSL names a negotiation failure") {
+  // The words libcurl 7.88 passes on from OpenSSL 3 (the prefix varies with the build).
+  const auto old_server =
+      classify_failure(CURLE_SSL_CONNECT_ERROR,
+                       "OpenSSL/3.0.19: error:0A00042E:SSL routines::tlsv1 alert protocol version");
+  CHECK(old_server.permanent);
+  CHECK(old_server.text.find("TLS >= 1.2") != std::string::npos);
+  CHECK(old_server.text.find("tlsv1 alert protocol version") != std::string::npos);
+  CHECK(
+      classify_failure(CURLE_SSL_CONNECT_ERROR, "error:0A000102:SSL routines::unsupported protocol")
+          .permanent);
+  const auto no_cipher = classify_failure(
+      CURLE_SSL_CONNECT_ERROR, "error:0A000410:SSL routines::sslv3 alert handshake failure");
+  CHECK(no_cipher.permanent);
+  CHECK(no_cipher.text.find("share no cipher") != std::string::npos);
+  CHECK(classify_failure(CURLE_SSL_CONNECT_ERROR,
+                         "error:0A000418:SSL routines::tlsv1 alert unknown ca")
+            .permanent);
+  // A reset or a server going away during the handshake is retried, with libcurl's text.
+  for (const char* transient :
+       {"OpenSSL SSL_connect: Connection reset by peer in connection to 127.0.0.1:8200 ",
+        "error:0A000126:SSL routines::unexpected eof while reading",
+        "OpenSSL SSL_connect: SSL_ERROR_SYSCALL in connection to vault:8200 "}) {
+    CAPTURE(transient);
+    const auto f = classify_failure(CURLE_SSL_CONNECT_ERROR, transient);
+    CHECK_FALSE(f.permanent);
+    CHECK(f.text == transient);
+  }
+  CHECK(classify_failure(CURLE_PEER_FAILED_VERIFICATION, "SSL certificate problem").permanent);
+  CHECK_FALSE(classify_failure(CURLE_COULDNT_RESOLVE_HOST, "Could not resolve host: v").permanent);
+  CHECK_FALSE(classify_failure(CURLE_COULDNT_CONNECT, "alert protocol version").permanent);
+}
+
+TEST_CASE("CA settings are checked as Vault's client reads them") {
+  cs::test::TempDir dir;
+  cs::test::write_text(dir / "ca.pem", "not checked here: libcurl reads it");
+  TlsConfig tls;
+  tls.ca_cert = dir / "ca.pem";
+  tls.ca_path = dir / "no-such-dir";
+  // The CA file wins; the directory is then not looked at, as in Vault's client.
+  CHECK_NOTHROW(check_ca_settings(tls));
+  tls.ca_cert = dir / "missing.pem";
+  tls.ca_cert_source = "BAO_CACERT";
+  auto e = error_of([&] { check_ca_settings(tls); });
+  REQUIRE(e);
+  CHECK(code_of(*e) == 78);
+  CHECK(std::string(e->what()).find("BAO_CACERT=" + dir / "missing.pem") != std::string::npos);
+  tls.ca_cert = dir.path(); // a directory is not a CA file
+  CHECK(error_of([&] { check_ca_settings(tls); }));
+  tls.ca_cert.clear();
+  e = error_of([&] { check_ca_settings(tls); });
+  REQUIRE(e);
+  CHECK(code_of(*e) == 78);
+  CHECK(std::string(e->what()).find("VAULT_CAPATH=" + dir / "no-such-dir") != std::string::npos);
+  tls.ca_path = dir / "ca.pem"; // a file is not a CA directory
+  CHECK(error_of([&] { check_ca_settings(tls); }));
+  tls.ca_path = dir.path();
+  CHECK_NOTHROW(check_ca_settings(tls));
 }
 
 TEST_SUITE_END();

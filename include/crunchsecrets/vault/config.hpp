@@ -11,6 +11,9 @@ namespace cs::vault {
 struct TlsConfig {
   std::string ca_cert;
   std::string ca_path;
+  // The variables `ca_cert` and `ca_path` came from (BAO_ or VAULT_), for error messages.
+  std::string ca_cert_source = "VAULT_CACERT";
+  std::string ca_path_source = "VAULT_CAPATH";
   std::string client_cert;
   std::string client_key;
   std::string server_name;

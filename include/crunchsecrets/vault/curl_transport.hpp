@@ -82,6 +82,26 @@ std::vector<bool> done_flags(const std::vector<CurlTransfer>& transfers);
 // that fails verification, an unusable CA or client certificate file, a malformed URL.
 bool is_permanent(CURLcode code);
 
+// What a failed transfer means: whether retrying can help, and the text to report.
+struct TransferFailure {
+  bool permanent = false;
+  std::string text;
+};
+
+// Classifies a transfer that ended with `code`, libcurl's `error_text` saying why. Beyond
+// is_permanent's codes, a handshake that failed (CURLE_SSL_CONNECT_ERROR, which is also what a
+// connection reset during the handshake gives) is permanent only when OpenSSL names a
+// negotiation failure: no TLS version in common (the server offers nothing from TLS 1.2 on), no
+// cipher suite, group or signature algorithm in common, or the server refusing the client
+// certificate. Those get a text saying so; anything else keeps libcurl's text and is retried.
+TransferFailure classify_failure(CURLcode code, std::string_view error_text);
+
+// Checks the CA settings of `tls` before any request, as Vault's client reads them: a CA file
+// (`ca_cert`) must be a readable file; a CA directory (`ca_path`) must be a directory, and is
+// ignored when a CA file is set (Vault's client uses the file alone). Throws `util::Error`
+// (config) naming the variable (`tls.ca_cert_source`, `tls.ca_path_source`) and the path.
+void check_ca_settings(const TlsConfig& tls);
+
 // Gives every response whose request is not `done` and has no outcome yet the transport
 // error `reason` (used when curl_multi_perform fails with requests still in flight).
 void fail_unfinished(std::vector<Response>& responses, const std::vector<bool>& done,
