@@ -179,7 +179,10 @@ std::chrono::milliseconds backoff_delay(unsigned attempt, std::mt19937_64& rng) 
   const long base = 100;
   const long cap = 2000;
   const long ceiling = std::min(cap, base << std::min(attempt, 10u));
-  std::uniform_int_distribution<long> dist(base / 2, ceiling);
+  // Full jitter (anywhere from 0 to the ceiling): processes turned away at the same moment, as
+  // the containers of a workflow fanning out are, spread their retries over the whole range
+  // instead of coming back together.
+  std::uniform_int_distribution<long> dist(0, ceiling);
   return std::chrono::milliseconds(dist(rng));
 }
 

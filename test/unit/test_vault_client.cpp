@@ -5,9 +5,11 @@
 #include "fake_transport.hpp"
 #include "testutil.hpp"
 
+#include <algorithm>
 #include <doctest/doctest.h>
 #include <functional>
 #include <map>
+#include <thread>
 
 using namespace cs::vault;
 using cs::test::code_of;
@@ -104,6 +106,55 @@ TEST_CASE("backoff delays double from 100 ms up to 2 s, with jitter below the ce
     // Jitter: the delays spread over most of the range rather than sitting at one value.
     CHECK(hi - lo > ceiling / 4);
   }
+}
+
+TEST_CASE("the first retry waits anywhere from 0 to 100 ms (full jitter)") {
+  std::mt19937_64 rng(777);
+  long lo = 1 << 30;
+  long hi = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const long d = static_cast<long>(backoff_delay(0, rng).count());
+    lo = std::min(lo, d);
+    hi = std::max(hi, d);
+  }
+  CHECK(lo < 10);
+  CHECK(hi > 90);
+  CHECK(hi <= 100);
+}
+
+TEST_CASE("clients that fail at the same moment do not retry in lockstep") {
+  // A workflow fanning out starts many crunch-secrets at once; if Vault turns them all away
+  // (sealed, 429), their retries must spread out rather than arrive as one second wave. Each
+  // thread here is one such process: its own client, failed once with 503 at the same moment.
+  constexpr int k_clients = 16;
+  std::vector<long> delays_ms(k_clients, -1);
+  std::vector<std::thread> threads;
+  for (int k = 0; k < k_clients; ++k) {
+    threads.emplace_back([k, &delays_ms] {
+      int calls = 0;
+      FakeTransport t([&](const Seen&) { return ++calls == 1 ? resp(503) : resp(200, k_kv2); });
+      Client c(config(), t, far());
+      c.use_token(Secret(std::string_view("s.t")));
+      c.read_all({spec("secret/data/app")});
+      if (t.times.size() == 2) {
+        delays_ms[static_cast<std::size_t>(k)] = static_cast<long>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(t.times[1] - t.times[0]).count());
+      }
+    });
+  }
+  for (auto& th : threads) {
+    th.join();
+  }
+  std::sort(delays_ms.begin(), delays_ms.end());
+  std::string seen;
+  for (long d : delays_ms) {
+    seen += std::to_string(d) + " ";
+  }
+  CAPTURE(seen);
+  REQUIRE(delays_ms.front() >= 0); // every client retried exactly once
+  // Lockstep retries would all wait the same time (scheduling noise aside): the waits must
+  // instead spread over a good part of the first retry's 0-100 ms range.
+  CHECK(delays_ms.back() - delays_ms.front() >= 40);
 }
 
 TEST_CASE("a retryable answer is retried until it succeeds") {

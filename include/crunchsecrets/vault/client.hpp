@@ -26,7 +26,8 @@ bool is_http_to_https(const Response& response);
 // except 501.
 bool is_retryable(const Response& response);
 
-// Delay before retry number `attempt` (0-based): full jitter over 100 ms doubling to 2 s.
+// Delay before retry number `attempt` (0-based): full jitter, a uniform random wait between 0
+// and a ceiling of 100 ms doubling to 2 s.
 std::chrono::milliseconds backoff_delay(unsigned attempt, std::mt19937_64& rng);
 
 // A number of seconds (lease_duration, ttl) from `object[key]`: 0 when missing or not an
