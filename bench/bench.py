@@ -536,9 +536,92 @@ def write_markdown(results: dict, path: Path) -> None:
                 f"| {fmt_ms(s['cpu_ms'])} | {s['rss_kib'] / 1024:.1f} MiB | {reqs} "
                 f"| {cell['connections']} | {size} |")
         out.append("")
+    out += targets_markdown(results)
     if meta.get("notes"):
         out += ["## Notes", ""] + [f"- {x}" for x in meta["notes"]] + [""]
     path.write_text("\n".join(out))
+
+
+def paired_median(results: dict, a: str, b: str, n: int, op) -> float | None:
+    """Median over runs of op(sample of tool a, sample of tool b) at N=n. The tools take turns
+    within each run, so pairing samples of the same run cancels much of a shared machine's drift."""
+    ca = results["cells"].get(f"{a}/{n}", {})
+    cb = results["cells"].get(f"{b}/{n}", {})
+    sa, sb = ca.get("samples"), cb.get("samples")
+    if not sa or not sb or "summary" not in ca or "summary" not in cb:
+        return None
+    pairs = [op(x["wall_ms"], y["wall_ms"]) for x, y in zip(sa, sb)]
+    return statistics.median(pairs) if pairs else None
+
+
+def targets_markdown(results: dict) -> list[str]:
+    """The targets of issue 9, checked against this run's figures (crunch-secrets = the token
+    row unless said otherwise)."""
+    ns = results["meta"]["ns"]
+    cells = results["cells"]
+    rows = []
+
+    def verdict(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("met" if ok else "**not met**")
+
+    if 0 in ns:
+        d = paired_median(results, "cs-token", "child", 0, lambda x, y: x - y)
+        rows.append(("no reference: ≤ 2 ms over the child's own exec (median of per-run differences)",
+                     "n/a" if d is None else f"+{fmt_ms(d)}", verdict(None if d is None else d <= 2)))
+    for n in (100, 1000):
+        if n in ns:
+            r = paired_median(results, "cs-token", "curl", n, lambda x, y: x / y)
+            rows.append((f"N = {n}: ≤ 1.1× the curl floor (median of per-run ratios)",
+                         "n/a" if r is None else f"{r:.2f}×", verdict(None if r is None else r <= 1.1)))
+    rss = [(n, cells[f"cs-token/{n}"]["summary"]["rss_kib_max"] / 1024) for n in ns
+           if "summary" in cells.get(f"cs-token/{n}", {}) and n > 0]
+    if rss:
+        top = max(rss, key=lambda x: x[0])
+        rows.append(("peak RSS flat in N, ≤ 12 MiB at N = 1000 (largest of the runs)",
+                     ", ".join(f"N={n}: {m:.1f} MiB" for n, m in rss),
+                     verdict(top[1] <= 12 if top[0] == 1000 else None)))
+    exact = []
+    for n in ns:
+        # At N = 0 there is nothing to fetch, so crunch-secrets does not log in either.
+        for key, logins in (("cs-token", 0), ("cs-approle", 1 if n > 0 else 0)):
+            cell = cells.get(f"{key}/{n}", {})
+            if "summary" in cell:
+                # A token revocation at the end (revoke-self) is allowed on top.
+                revokes = cell["kinds"].get("revoke-self", 0)
+                exact.append(cell["summary"]["requests"] - revokes == n + logins
+                             and cell["kinds"].get("login", 0) == logins
+                             and cell["kinds"].get("read", 0) == n and revokes <= 1)
+    if exact:
+        rows.append(("exactly 1 login + N reads, + a token revocation if any (token: N reads; "
+                     "AppRole: 1 login + N reads)",
+                     f"{sum(exact)} of {len(exact)} cells exact", verdict(all(exact))))
+    agent = []
+    for n in ns:
+        r = paired_median(results, "agent", "cs-token", n, lambda x, y: x / y)
+        if r is not None:
+            agent.append((n, r))
+    if agent:
+        rows.append(("≥ 5× faster than `bao agent` one-shot at every N",
+                     ", ".join(f"N={n}: {r:.1f}×" for n, r in agent), verdict(all(r >= 5 for _, r in agent))))
+    if 100 in ns:
+        cli = cells.get("cli/100", {})
+        cs = cells.get("cs-token/100", {})
+        if cli.get("status") == "over budget" and "summary" in cs:
+            bound = cli["budget_s"] * 1000 / cs["summary"]["wall_ms"]["median"]
+            rows.append(("≥ 100× faster than the `bao kv get` loop at N = 100",
+                         f"> {bound:.0f}× (the loop exceeded its budget)", verdict(bound >= 100)))
+        else:
+            r = paired_median(results, "cli", "cs-token", 100, lambda x, y: x / y)
+            rows.append(("≥ 100× faster than the `bao kv get` loop at N = 100",
+                         "n/a" if r is None else f"{r:.0f}×", verdict(None if r is None else r >= 100)))
+    if not rows:
+        return []
+    out = ["## Targets (issue 9), from this run", "",
+           "Ratios and differences are medians over runs of the per-run figures (the tools take turns "
+           "within a run, so both sides of a ratio saw the same machine).", "",
+           "| target | measured | |", "| --- | --- | --- |"]
+    out += [f"| {t} | {m} | {v} |" for t, m, v in rows]
+    return out + [""]
 
 
 def write_chart(results: dict, path: Path) -> None:
@@ -614,6 +697,8 @@ def main() -> int:
     ap.add_argument("--out", required=True, help="directory for results.md, results.json, bench.png")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--tools", default="", help="comma-separated tool keys to run (default: all), "
+                    "e.g. child,cs-token,curl while working on crunch-secrets")
     args = ap.parse_args()
 
     ns = [int(x) for x in args.ns.split(",")]
@@ -630,6 +715,13 @@ def main() -> int:
         log(f"seeded {max(ns)} secrets")
         tools = Tools(args, bao, creds, work)
         tool_list = tools.all()
+        if args.tools:
+            wanted = args.tools.split(",")
+            unknown = set(wanted) - {t.key for t in tool_list}
+            if unknown:
+                log(f"error: unknown tool(s) {', '.join(sorted(unknown))}")
+                return 64
+            tool_list = [t for t in tool_list if t.key in wanted]
         runner = Runner(args, bao, tools, work)
         def write_all(ns_done: list[int]) -> None:
             version = subprocess.run([args.bao, "version"], capture_output=True, text=True).stdout.split()
