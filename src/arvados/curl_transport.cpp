@@ -1,5 +1,6 @@
 #include "crunchsecrets/arvados/curl_transport.hpp"
 
+#include "crunchsecrets/util/curl_library.hpp"
 #include "crunchsecrets/util/error.hpp"
 #include "crunchsecrets/vault/curl_transport.hpp"
 
@@ -49,6 +50,8 @@ struct CurlTransport::Impl {
 };
 
 CurlTransport::CurlTransport(const Config& config) : m_impl(std::make_unique<Impl>()) {
+  // libcurl is loaded here, on first use (util/curl_library.hpp).
+  util::curl::load_or_throw();
   global_init();
   m_impl->config = config;
   m_impl->multi = curl_multi_init();

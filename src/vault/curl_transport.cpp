@@ -1,6 +1,7 @@
 #include "crunchsecrets/vault/curl_transport.hpp"
 
 #include "crunchsecrets/util/ca_bundle.hpp"
+#include "crunchsecrets/util/curl_library.hpp"
 #include "crunchsecrets/util/error.hpp"
 #include "cs_version.h"
 
@@ -111,6 +112,8 @@ struct CurlTransport::Impl {
 };
 
 CurlTransport::CurlTransport(const Config& config) : m_impl(std::make_unique<Impl>()) {
+  // libcurl is loaded here, on first use (util/curl_library.hpp); say why if it cannot be.
+  util::curl::load_or_throw();
   global_init();
   check_ca_settings(config.tls);
   m_impl->config = config;

@@ -7,6 +7,10 @@ namespace cs::vault {
 
 std::string curl_version_line() {
   const curl_version_info_data* info = curl_version_info(CURLVERSION_NOW);
+  if (info == nullptr) {
+    // libcurl is loaded on first use (util/curl_library.hpp) and could not be.
+    return "libcurl: cannot be loaded (libcurl.so.4): install libcurl 7.85 or later";
+  }
   std::string line = fmt::format("libcurl {}", info->version);
   line += fmt::format(", TLS {}", info->ssl_version != nullptr ? info->ssl_version : "none");
   if ((info->features & CURL_VERSION_HTTP2) != 0 && info->nghttp2_version != nullptr) {
