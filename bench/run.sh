@@ -63,7 +63,7 @@ bao=$(bash test/openbao/build.sh)
 
 log "crunch-secrets release build (build-release)"
 [[ -f build-release/build.ninja ]] || meson setup build-release --buildtype=release -Dtests=false >/dev/null
-ninja -C build-release >/dev/null
+ninja -C build-release -j2 >/dev/null
 strip -o build-release/crunch-secrets.stripped build-release/crunch-secrets
 mkdir -p build-release/bench
 for c in stamp launch; do

@@ -43,8 +43,9 @@ std::string exit_code_meaning(ExitCode code) {
            "AppRole secret id without its role id (not unwrapped), a TLS certificate that fails "
            "verification or a CA/client certificate file or CA directory that cannot be used, a "
            "TLS handshake that cannot succeed (no TLS 1.2 or later, no shared cipher), https:// "
-           "on a plain-HTTP server or http:// on a TLS server (not retried); set VAULT_ADDR, "
-           "VAULT_CACERT or credentials";
+           "on a plain-HTTP server or http:// on a TLS server (not retried), no libcurl 7.85 or "
+           "later to load when something must be fetched; set VAULT_ADDR, VAULT_CACERT or "
+           "credentials, install libcurl4";
   case ExitCode::not_found:
     return "secret, key or version not found (404, deleted or destroyed version, missing key); "
            "check the path, key and version";
