@@ -148,8 +148,11 @@ std::vector<Response> CurlTransport::get_all(const std::vector<std::string>& pat
       transfers[i].done = true;
     }
   }
-  vault::run_transfers(m_impl->multi, transfers, responses,
-                       [&] { collect_done(m_impl->multi, transfers, responses); });
+  // An Arvados fetch is a handful of requests: all are in flight at once, none started later.
+  vault::run_transfers(m_impl->multi, transfers, responses, [&] {
+    collect_done(m_impl->multi, transfers, responses);
+    return false;
+  });
   return responses;
 }
 

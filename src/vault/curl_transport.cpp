@@ -108,7 +108,9 @@ struct CurlTransport::Impl {
   // The Vault headers (request marker, namespace, token) and the method with its body.
   void add_headers(CurlTransfer& t, const Request& rq) const;
   // Moves every finished transfer's outcome into `responses`; counts connections.
-  void collect_done(std::vector<CurlTransfer>& transfers, std::vector<Response>& responses);
+  // Releases each, and tells `window` it finished.
+  void collect_done(std::vector<CurlTransfer>& transfers, std::vector<Response>& responses,
+                    TransferWindow& window);
 };
 
 CurlTransport::CurlTransport(const Config& config) : m_impl(std::make_unique<Impl>()) {
@@ -258,6 +260,10 @@ void fail_unfinished(std::vector<Response>& responses, const std::vector<bool>& 
 }
 
 CurlTransfer::~CurlTransfer() {
+  release();
+}
+
+void CurlTransfer::release() {
   if (easy != nullptr) {
     if (multi != nullptr) {
       curl_multi_remove_handle(multi, easy);
@@ -265,6 +271,9 @@ CurlTransfer::~CurlTransfer() {
     curl_easy_cleanup(easy);
   }
   free_headers(headers);
+  easy = nullptr;
+  multi = nullptr;
+  headers = nullptr;
 }
 
 bool CurlTransfer::open(std::string transfer_url, const char* protocols, long timeout_ms,
@@ -406,8 +415,9 @@ void CurlTransport::Impl::add_headers(CurlTransfer& t, const Request& rq) const 
 }
 
 void run_transfers(CURLM* multi, const std::vector<CurlTransfer>& transfers,
-                   std::vector<Response>& responses, const std::function<void()>& collect) {
+                   std::vector<Response>& responses, const std::function<bool()>& collect) {
   int running = 0;
+  bool started = false;
   do {
     const CURLMcode mc = curl_multi_perform(multi, &running);
     if (mc != CURLM_OK) {
@@ -415,11 +425,12 @@ void run_transfers(CURLM* multi, const std::vector<CurlTransfer>& transfers,
                       fmt::format("libcurl failed: {}", curl_multi_strerror(mc)));
       return;
     }
-    collect();
-    if (running > 0) {
+    started = collect();
+    // New transfers are driven by the next curl_multi_perform at once, without waiting.
+    if (running > 0 && !started) {
       curl_multi_poll(multi, nullptr, 0, 200, nullptr);
     }
-  } while (running > 0);
+  } while (running > 0 || started);
 }
 
 void collect_finished(CURLM* multi, std::vector<CurlTransfer>& transfers,
@@ -438,7 +449,7 @@ void collect_finished(CURLM* multi, std::vector<CurlTransfer>& transfers,
 }
 
 void CurlTransport::Impl::collect_done(std::vector<CurlTransfer>& transfers,
-                                       std::vector<Response>& responses) {
+                                       std::vector<Response>& responses, TransferWindow& window) {
   collect_finished(multi, transfers, [&](std::size_t i, CURLcode result, CURL* easy) {
     long new_connections = 0;
     curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &new_connections);
@@ -449,6 +460,9 @@ void CurlTransport::Impl::collect_done(std::vector<CurlTransfer>& transfers,
     } else {
       transfer_failed(transfers[i], result, responses[i]);
     }
+    // Its handle, buffers and headers go now, and its place in the window to the next request.
+    transfers[i].release();
+    window.finish(i);
   });
 }
 
@@ -460,16 +474,27 @@ std::vector<Response> CurlTransport::perform(const std::vector<const Request*>& 
   // is left of --wait would fail a healthy but distant Vault (--wait bounds retrying only).
   const long timeout_ms =
       std::max<long>(1, static_cast<long>(m_impl->config.client_timeout.count()));
-  for (std::size_t i = 0; i < requests.size(); ++i) {
-    if (m_impl->make_transfer(transfers[i], *requests[i], responses[i], i, timeout_ms)) {
-      transfers[i].start(m_impl->multi);
-      ++m_impl->sent;
-    } else {
-      transfers[i].done = true;
+  // At most k_max_in_flight transfers at once; each finished one makes room for the next.
+  TransferWindow window(requests.size(), k_max_in_flight);
+  const auto start_more = [&] {
+    bool started = false;
+    while (const std::optional<std::size_t> i = window.next()) {
+      if (m_impl->make_transfer(transfers[*i], *requests[*i], responses[*i], *i, timeout_ms)) {
+        transfers[*i].start(m_impl->multi);
+        ++m_impl->sent;
+        started = true;
+      } else {
+        transfers[*i].done = true; // its response says why
+        window.finish(*i);
+      }
     }
-  }
-  run_transfers(m_impl->multi, transfers, responses,
-                [&] { m_impl->collect_done(transfers, responses); });
+    return started;
+  };
+  start_more();
+  run_transfers(m_impl->multi, transfers, responses, [&] {
+    m_impl->collect_done(transfers, responses, window);
+    return start_more();
+  });
   return responses;
 }
 

@@ -6,9 +6,11 @@ and the protocol of the last answer. These tests pin those numbers.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 
-from harness import CANARIES
+from harness import CANARIES, crunch_secrets_bin, probe_bin
 
 LINE = re.compile(r"fetched (\d+) secret\(s\) with (\d+) request\(s\) over (\d+) new connection\(s\) \(([^)]*)\)")
 
@@ -67,3 +69,47 @@ def test_no_reference_no_request(cs):
     r = cs.run(["run", "-v", "--no-manifest", "--", "{probe}"], {"PLAIN": "value"}, token=None, bao=None)
     assert r.code == 0, r.describe()
     assert "fetched" not in r.err, "a run with no reference talked to Vault"
+
+
+def test_batch_larger_than_the_window_keeps_one_connection(cs_tls, bao_tls):
+    """150 reads go through CurlTransport's window of 64 transfers in flight (handles reused as
+    transfers finish): still exactly 1 login + 150 reads over one HTTP/2 connection."""
+    refs = seed_paths(bao_tls, 150)
+    world = bao_tls.world
+    env = {k: ref for k, (ref, _) in refs.items()}
+    env.update(CRUNCH_SECRETS_ROLE_ID=world.role_id, CRUNCH_SECRETS_SECRET_ID=world.secret_id)
+    r = cs_tls.run(["run", "-v", "--no-manifest", "--", "{probe}"], env, token=None)
+    assert r.code == 0, r.describe()
+    for k, (_, value) in refs.items():
+        assert r.env[k] == value, f"{k} differs"
+    assert stats(r) == (150, 151, 1, "HTTP/2"), stats(r)
+
+
+def peak_rss_kib(cs, bao, env: dict[str, str]) -> int:
+    """Peak RSS of one `crunch-secrets run` (before its exec: the probe is far smaller), from
+    the kernel's accounting of that one child (wait4)."""
+    work = cs.tmpfs_dir()
+    full = cs.base_env(bao, "root")
+    full.update(env, CRUNCH_SECRETS_DIR=str(work / "secrets"), PROBE_REPORT=str(work / "r.json"))
+    with open(work / "out", "wb") as out, open(work / "err", "wb") as err:
+        proc = subprocess.Popen([str(crunch_secrets_bin()), "run", "--no-manifest", "--",
+                                 str(probe_bin())], env=full, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    cs.scan((work / "out").read_bytes(), "stdout")
+    cs.scan((work / "err").read_bytes(), "stderr")
+    assert proc.returncode == 0, (work / "err").read_text()
+    return usage.ru_maxrss
+
+
+def test_peak_memory_does_not_grow_with_the_batch(cs_tls, bao_tls):
+    """Memory flat in N (issue 9): 600 reads may take no more than 5 KiB per extra secret over 100
+    (the values, their variables and a transfer record each). A batch that kept every response
+    body, or libcurl state per request, until the end would grow faster."""
+    refs = seed_paths(bao_tls, 600)
+    env = {k: ref for k, (ref, _) in refs.items()}
+    small = peak_rss_kib(cs_tls, bao_tls, dict(list(env.items())[:100]))
+    large = peak_rss_kib(cs_tls, bao_tls, env)
+    per_secret = (large - small) / 500
+    assert per_secret < 5, f"peak RSS {small} KiB for 100 reads, {large} KiB for 600: {per_secret:.1f} KiB per secret"

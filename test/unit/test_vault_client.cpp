@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 #include <functional>
 #include <map>
+#include <random>
 #include <thread>
 
 using namespace cs::vault;
@@ -1208,6 +1209,58 @@ TEST_CASE("when curl_multi_perform fails, unfinished requests get the reason, fi
     // Not permanent: the client retries it and, at the deadline, names the reason.
     CHECK(cs::vault::is_retryable(responses[i]));
   }
+}
+
+TEST_CASE("the transfer window keeps at most its limit in flight and starts the next as one "
+          "finishes, in any order of completion") {
+  // 1000 requests through a window of 64, finishing in a shuffled order: the bound
+  // CurlTransport::perform keeps (each transfer in flight holds a libcurl handle and buffers).
+  constexpr std::size_t total = 1000;
+  cs::vault::TransferWindow window(total, cs::vault::k_max_in_flight);
+  std::mt19937 rng(9);
+  std::vector<std::size_t> in_flight;
+  std::vector<int> started(total, 0);
+  std::size_t peak = 0;
+  while (!window.done()) {
+    while (const auto i = window.next()) {
+      ++started[*i];
+      in_flight.push_back(*i);
+    }
+    peak = std::max(peak, window.in_flight());
+    REQUIRE(window.in_flight() == in_flight.size());
+    REQUIRE(window.in_flight() <= cs::vault::k_max_in_flight);
+    REQUIRE_FALSE(in_flight.empty());
+    // A random number of the transfers in flight finish, in random order.
+    std::shuffle(in_flight.begin(), in_flight.end(), rng);
+    const std::size_t n = 1 + rng() % in_flight.size();
+    for (std::size_t k = 0; k < n; ++k) {
+      window.finish(in_flight.back());
+      in_flight.pop_back();
+    }
+  }
+  CHECK(peak == cs::vault::k_max_in_flight);
+  CHECK(std::all_of(started.begin(), started.end(), [](int c) { return c == 1; }));
+  CHECK_FALSE(window.next().has_value());
+}
+
+TEST_CASE("the transfer window starts requests in order and refuses a finish it did not start") {
+  cs::vault::TransferWindow window(3, 2);
+  CHECK(window.next() == std::optional<std::size_t>(0));
+  CHECK(window.next() == std::optional<std::size_t>(1));
+  CHECK_FALSE(window.next().has_value()); // full
+  CHECK_THROWS_AS(window.finish(2), std::logic_error);
+  window.finish(1);
+  CHECK_THROWS_AS(window.finish(1), std::logic_error);
+  CHECK(window.next() == std::optional<std::size_t>(2));
+  window.finish(0);
+  CHECK_FALSE(window.done());
+  window.finish(2);
+  CHECK(window.done());
+  // An empty batch is done at once; a limit of 0 still lets one request through.
+  CHECK(cs::vault::TransferWindow(0, 64).done());
+  cs::vault::TransferWindow one(2, 0);
+  CHECK(one.next().has_value());
+  CHECK_FALSE(one.next().has_value());
 }
 
 TEST_CASE("TLS and URL errors are permanent, connection errors are not") {

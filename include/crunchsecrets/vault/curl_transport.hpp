@@ -32,6 +32,12 @@ private:
   std::unique_ptr<Impl> m_impl;
 };
 
+// How many requests one `perform` keeps in flight: 64 concurrent HTTP/2 streams on the one
+// connection (OpenBao allows 250 per connection; with all of a batch in flight libcurl opened
+// up to 8 connections) fetch a batch as fast, in memory that does not grow with its size
+// (docs/bench/README.md, "Memory").
+inline constexpr std::size_t k_max_in_flight = 64;
+
 // One request of a batch on a libcurl multi handle, used by this transport and Arvados'. The
 // destructor removes the easy handle from the multi handle it was started on, frees it, and
 // wipes the headers (one carries a token).
@@ -55,6 +61,10 @@ struct CurlTransfer {
   // What went wrong, for a transfer that ended with `code`: the error buffer, else libcurl's
   // text for the code.
   const char* error_text(CURLcode code) const;
+  // Ends the transfer now rather than at destruction (the destructor calls it): the handle
+  // leaves the multi handle and is freed, the headers are wiped and freed. A batch releases
+  // each transfer as it finishes, so its memory is that of the transfers in flight.
+  void release();
 
   CURLM* multi = nullptr; // set once started
   CURL* easy = nullptr;
@@ -69,11 +79,13 @@ struct CurlTransfer {
 void collect_finished(CURLM* multi, std::vector<CurlTransfer>& transfers,
                       const std::function<void(std::size_t, CURLcode, CURL*)>& on_done);
 
-// Drives `multi` until no transfer is running, calling `collect` after each step to take the
-// finished ones. When curl_multi_perform fails, the requests still in flight get the reason
-// (fail_unfinished), so a retry or the final message says why.
+// Drives `multi` until no transfer is running and `collect`, called after each step to take the
+// finished ones, starts no other (it returns true when it started some: a batch that keeps a
+// bounded number in flight starts the next ones there). When curl_multi_perform fails, the
+// requests in flight or not yet started get the reason (fail_unfinished), so a retry or the
+// final message says why.
 void run_transfers(CURLM* multi, const std::vector<CurlTransfer>& transfers,
-                   std::vector<Response>& responses, const std::function<void()>& collect);
+                   std::vector<Response>& responses, const std::function<bool()>& collect);
 
 // The `done` flags of `transfers`, in order.
 std::vector<bool> done_flags(const std::vector<CurlTransfer>& transfers);
