@@ -8,6 +8,7 @@
 
 #include <ctime>
 #include <future>
+#include <string>
 
 namespace cs::core {
 
@@ -58,10 +59,21 @@ CredentialValues with_credentials(const Plan& plan, const vault::EnvLookup& env,
   try {
     vault_part();
   } catch (...) {
+    std::string vault_error;
+    try {
+      throw;
+    } catch (const std::exception& e) {
+      vault_error = e.what();
+    } catch (...) {
+    }
     try {
       arvados_part.get();
     } catch (const Error& e) {
-      util::log::write(util::log::Level::error, e.what(), static_cast<int>(e.code()));
+      // One failure both sides share (libcurl that cannot be loaded, on both threads) is said
+      // once, by the Vault error below.
+      if (vault_error != e.what()) {
+        util::log::write(util::log::Level::error, e.what(), static_cast<int>(e.code()));
+      }
     } catch (const std::exception&) {
       // The Vault error below is the one reported.
     }
