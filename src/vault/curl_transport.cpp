@@ -97,6 +97,12 @@ struct CurlTransport::Impl {
   std::size_t connections = 0;
   long http_version = 0;
   bool https = false;
+  // How many transfers may be in flight: k_max_in_flight streams once the server has answered
+  // over HTTP/2 (they share one connection), else one per connection libcurl may open (until the
+  // first answer of a run, the protocol is not known).
+  std::size_t window_limit() const {
+    return http_version >= CURL_HTTP_VERSION_2_0 ? k_max_in_flight : k_max_connections;
+  }
   std::string base_url;
   std::string connect_to;
   curl_slist* connect_to_list = nullptr;
@@ -129,7 +135,8 @@ CurlTransport::CurlTransport(const Config& config) : m_impl(std::make_unique<Imp
     throw util::Error(util::ExitCode::internal, "cannot initialise libcurl");
   }
   curl_multi_setopt(m_impl->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-  curl_multi_setopt(m_impl->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
+  curl_multi_setopt(m_impl->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                    static_cast<long>(k_max_connections));
   m_impl->base_url = config.address;
   m_impl->https = config.address.rfind("https://", 0) == 0;
   if (!config.tls.server_name.empty()) {
@@ -457,6 +464,7 @@ void CurlTransport::Impl::collect_done(std::vector<CurlTransfer>& transfers,
     if (result == CURLE_OK) {
       curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &responses[i].status);
       curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &http_version);
+      window.set_limit(window_limit());
     } else {
       transfer_failed(transfers[i], result, responses[i]);
     }
@@ -474,8 +482,8 @@ std::vector<Response> CurlTransport::perform(const std::vector<const Request*>& 
   // is left of --wait would fail a healthy but distant Vault (--wait bounds retrying only).
   const long timeout_ms =
       std::max<long>(1, static_cast<long>(m_impl->config.client_timeout.count()));
-  // At most k_max_in_flight transfers at once; each finished one makes room for the next.
-  TransferWindow window(requests.size(), k_max_in_flight);
+  // At most window_limit() transfers at once; each finished one makes room for the next.
+  TransferWindow window(requests.size(), m_impl->window_limit());
   const auto start_more = [&] {
     bool started = false;
     while (const std::optional<std::size_t> i = window.next()) {

@@ -17,6 +17,10 @@ std::optional<std::size_t> TransferWindow::next() {
   return m_next++;
 }
 
+void TransferWindow::set_limit(std::size_t limit) {
+  m_limit = std::max<std::size_t>(1, limit);
+}
+
 void TransferWindow::finish(std::size_t i) {
   // A transfer finishing twice, or one never started, would let the window overfill: a bug in
   // the transport, not something to carry on from.

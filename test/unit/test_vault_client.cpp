@@ -1263,6 +1263,30 @@ TEST_CASE("the transfer window starts requests in order and refuses a finish it 
   CHECK_FALSE(one.next().has_value());
 }
 
+TEST_CASE("the transfer window widens when the protocol allows more in flight") {
+  // Over HTTP/1.x as many as libcurl has connections; once an answer came over HTTP/2, more.
+  cs::vault::TransferWindow window(20, cs::vault::k_max_connections);
+  std::size_t started = 0;
+  while (window.next()) {
+    ++started;
+  }
+  CHECK(started == cs::vault::k_max_connections);
+  window.finish(0);
+  window.set_limit(cs::vault::k_max_in_flight);
+  while (window.next()) {
+    ++started;
+  }
+  CHECK(started == 20);
+  CHECK(window.in_flight() == 19);
+  // Narrowing stops new starts until enough have finished; none already started is lost.
+  window.set_limit(2);
+  CHECK_FALSE(window.next().has_value());
+  for (std::size_t i = 1; i < 20; ++i) {
+    window.finish(i);
+  }
+  CHECK(window.done());
+}
+
 TEST_CASE("TLS and URL errors are permanent, connection errors are not") {
   CHECK(cs::vault::is_permanent(CURLE_PEER_FAILED_VERIFICATION));
   CHECK(cs::vault::is_permanent(CURLE_SSL_CACERT_BADFILE));

@@ -38,6 +38,12 @@ private:
 // (docs/bench/README.md, "Memory").
 inline constexpr std::size_t k_max_in_flight = 64;
 
+// How many connections libcurl may open to the server. Over HTTP/1.x each request in flight needs
+// a connection of its own, so there the window is this wide: a request waiting in libcurl's queue
+// for a connection has its timeout running, and a healthy server answering in 0.3 s failed (or
+// got twice) reads of a batch of 100 with a 2 s VAULT_CLIENT_TIMEOUT when 64 were in flight.
+inline constexpr std::size_t k_max_connections = 8;
+
 // One request of a batch on a libcurl multi handle, used by this transport and Arvados'. The
 // destructor removes the easy handle from the multi handle it was started on, frees it, and
 // wipes the headers (one carries a token).

@@ -49,6 +49,8 @@ public:
   std::optional<std::size_t> next();
   // Records that request `i`, started by `next()`, finished (answered or failed).
   void finish(std::size_t i);
+  // Changes how many may be in flight from now on (transfers already started keep going).
+  void set_limit(std::size_t limit);
   std::size_t in_flight() const { return m_in_flight; }
   // True when every request has started and finished.
   bool done() const { return m_finished == m_started.size(); }
