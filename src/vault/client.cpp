@@ -72,6 +72,11 @@ std::string seconds_text(Clock::duration d) {
   return fmt::format("{:.1f}s", std::chrono::duration<double>(d).count());
 }
 
+// A Retry-After as the server gave it: whole seconds ("30s"), or tenths for a date's.
+std::string retry_after_text(std::chrono::milliseconds d) {
+  return d.count() % 1000 == 0 ? fmt::format("{}s", d.count() / 1000) : seconds_text(d);
+}
+
 std::string body_text(const util::SecureString& body) {
   return std::string(body.data(), std::min<std::size_t>(body.size(), 512));
 }
@@ -186,6 +191,29 @@ std::chrono::milliseconds backoff_delay(unsigned attempt, std::mt19937_64& rng) 
   return std::chrono::milliseconds(dist(rng));
 }
 
+std::optional<std::chrono::milliseconds> honoured_retry_after(const Response& r) {
+  if (r.status == 429 || r.status == 503) {
+    return r.retry_after;
+  }
+  return std::nullopt;
+}
+
+RetryWait choose_retry_wait(std::chrono::milliseconds backoff,
+                            std::optional<std::chrono::milliseconds> asked,
+                            std::chrono::milliseconds remaining) {
+  const auto room = remaining - std::chrono::milliseconds(10);
+  RetryWait w;
+  w.asked = asked;
+  if (asked && *asked > room) {
+    w.delay = remaining;
+    w.past_deadline = true;
+    return w;
+  }
+  // Full jitter stays when the server asks for less: it is what spreads clients apart.
+  w.delay = std::min(std::max(backoff, asked.value_or(std::chrono::milliseconds(0))), room);
+  return w;
+}
+
 std::string server_message(const util::SecureString& body, const std::vector<Secret>& credentials) {
   SecretJson j = parse_body(body);
   std::string msg;
@@ -269,28 +297,50 @@ std::vector<Response> Client::send(const std::vector<Request>& requests, bool si
     if (remaining < std::chrono::milliseconds(20)) {
       return results;
     }
-    const auto delay =
-        std::min(backoff_delay(attempt, m_rng), remaining - std::chrono::milliseconds(10));
-    const Response& sample = results[retry.front()];
-    // One line per attempt group: what is unavailable, the attempt, the next try, the end.
-    util::log::Fields fields;
-    fields.attempt = attempt + 1;
-    fields.status = sample.status;
-    util::log::write(
-        util::log::Level::info,
-        fmt::format("Vault at {} unavailable ({}) for {} request(s): attempt {} failed, next try "
-                    "in {}, gives up {}",
-                    m_config.address,
-                    sample.status == 0 ? sample.transport_error
-                                       : fmt::format("HTTP {}", sample.status),
-                    retry.size(), attempt + 1, seconds_text(delay),
-                    m_config.max_retries
-                        ? fmt::format("after {} retries (VAULT_MAX_RETRIES)", *m_config.max_retries)
-                        : fmt::format("in {} (--wait)", seconds_text(remaining))),
-        fields);
+    std::optional<std::chrono::milliseconds> asked;
+    for (std::size_t i : retry) {
+      if (const auto a = honoured_retry_after(results[i])) {
+        asked = std::max(asked.value_or(*a), *a);
+      }
+    }
+    const RetryWait wait = choose_retry_wait(backoff_delay(attempt, m_rng), asked, remaining);
+    const auto delay = wait.delay;
+    announce_retry(results[retry.front()], retry.size(), attempt, wait, remaining);
     std::this_thread::sleep_for(delay);
+    if (wait.past_deadline) {
+      return results;
+    }
     pending = std::move(retry);
   }
+}
+
+void Client::announce_retry(const Response& sample, std::size_t count, unsigned attempt,
+                            const RetryWait& wait, std::chrono::milliseconds remaining) const {
+  // One line per attempt group: what is unavailable, the attempt, the next try, the end.
+  util::log::Fields fields;
+  fields.attempt = attempt + 1;
+  fields.status = sample.status;
+  const std::string status =
+      sample.status == 0 ? sample.transport_error : fmt::format("HTTP {}", sample.status);
+  const std::string ends =
+      m_config.max_retries
+          ? fmt::format("after {} retries (VAULT_MAX_RETRIES)", *m_config.max_retries)
+          : fmt::format("in {} (--wait)", seconds_text(remaining));
+  std::string next;
+  if (wait.past_deadline) {
+    next = fmt::format("the server asked to retry after {}, past --wait: gives up in {}",
+                       retry_after_text(*wait.asked), seconds_text(wait.delay));
+  } else {
+    const std::string why = wait.asked && *wait.asked >= wait.delay
+                                ? fmt::format(" (Retry-After: {})", retry_after_text(*wait.asked))
+                                : "";
+    next = fmt::format("next try in {}{}, gives up {}", seconds_text(wait.delay), why, ends);
+  }
+  util::log::write(util::log::Level::info,
+                   fmt::format("Vault at {} unavailable ({}) for {} request(s): attempt {} "
+                               "failed, {}",
+                               m_config.address, status, count, attempt + 1, next),
+                   fields);
 }
 
 void Client::diagnose_scheme(std::vector<Response>& responses) {
@@ -366,11 +416,14 @@ void Client::fail(const Response& r, const std::string& what, ExitCode on_400,
   const std::string server = server_message(r.body, m_credentials);
   const std::string said = server.empty() ? "" : fmt::format(": \"{}\"", server);
   if (is_retryable(r)) {
+    const auto asked = honoured_retry_after(r);
+    const std::string asked_text =
+        asked ? fmt::format("; the server asked to retry after {}", retry_after_text(*asked)) : "";
     throw Error(ExitCode::unavailable,
-                "Vault at {} unavailable for {}: HTTP {}{} (gave up after {}): Vault (or a "
+                "Vault at {} unavailable for {}: HTTP {}{} (gave up after {}{}): Vault (or a "
                 "service it depends on) is not ready, e.g. sealed or starting; check its status "
                 "or raise --wait",
-                m_config.address, what, r.status, said, elapsed);
+                m_config.address, what, r.status, said, elapsed, asked_text);
   }
   switch (r.status) {
   case 403:

@@ -158,6 +158,167 @@ TEST_CASE("clients that fail at the same moment do not retry in lockstep") {
   CHECK(delays_ms.back() - delays_ms.front() >= 40);
 }
 
+namespace {
+
+// A time point from a civil UTC date and time, for Retry-After dates.
+std::chrono::system_clock::time_point utc(int y, unsigned mo, unsigned d, int h, int mi, int sec) {
+  using namespace std::chrono;
+  return sys_days{year{y} / mo / d} + hours{h} + minutes{mi} + seconds{sec};
+}
+
+Response with_retry_after(long status, std::chrono::milliseconds asked) {
+  Response r = resp(status);
+  r.retry_after = asked;
+  return r;
+}
+
+} // namespace
+
+TEST_CASE("Retry-After: delta-seconds, surrounded by blanks or not") {
+  const auto now = utc(2026, 12, 5, 4, 0, 0);
+  CHECK(parse_retry_after("2", now) == 2000ms);
+  CHECK(parse_retry_after(" 120\r\n", now) == 120s);
+  CHECK(parse_retry_after("\t0 ", now) == 0ms);
+  CHECK(parse_retry_after("007", now) == 7s);
+  // More than a day is a day; more digits than any int holds too (no overflow).
+  CHECK(parse_retry_after("86401", now) == k_max_retry_after);
+  CHECK(parse_retry_after("99999999999999999999999", now) == k_max_retry_after);
+}
+
+TEST_CASE("Retry-After: an IMF-fixdate is relative to now; a past one is 0") {
+  const auto now = utc(2026, 12, 5, 4, 0, 0);
+  CHECK(parse_retry_after("Sat, 05 Dec 2026 04:00:03 GMT", now) == 3s);
+  CHECK(parse_retry_after("  Sat, 05 Dec 2026 04:01:00 GMT\r\n", now) == 60s);
+  CHECK(parse_retry_after("Sat, 05 Dec 2026 04:00:03 GMT", now + 500ms) == 2500ms);
+  CHECK(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now) == 0ms);
+  CHECK(parse_retry_after("Sat, 05 Dec 2026 04:00:00 GMT", now) == 0ms);
+  CHECK(parse_retry_after("Thu, 29 Feb 2028 00:00:00 GMT", now) == k_max_retry_after);
+  CHECK(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now) == k_max_retry_after);
+}
+
+TEST_CASE("Retry-After: anything else is ignored") {
+  const auto now = utc(2026, 12, 5, 4, 0, 0);
+  for (const char* bad : {"",
+                          " ",
+                          "-1",
+                          "-0",
+                          "+5",
+                          "2.5",
+                          "1e3",
+                          "0x10",
+                          "5 s",
+                          "soon",
+                          "2 3",
+                          "Sat, 05 Dec 2026 04:00:03 UTC",
+                          "Sat, 5 Dec 2026 04:00:03 GMT",
+                          "Sat, 05 dec 2026 04:00:03 GMT",
+                          "Sat 05 Dec 2026 04:00:03 GMT ",
+                          "Sat, 31 Feb 2026 04:00:03 GMT",
+                          "Sat, 00 Dec 2026 04:00:03 GMT",
+                          "Sat, 05 Dec 2026 24:00:03 GMT",
+                          "Sat, 05 Dec 2026 04:60:03 GMT",
+                          "Sat, 05 Dec 2026 04:00:61 GMT",
+                          "Sat, 05 Dec 2026 04:0a:03 GMT",
+                          "Saturday, 05-Dec-26 04:00:03 GMT",
+                          "Sat Dec  5 04:00:03 2026",
+                          "Sat, 05 Dec 2026 04:00:03 GMT, Sat, 05 Dec 2026 04:00:03 GMT"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(parse_retry_after(bad, now).has_value());
+  }
+}
+
+TEST_CASE("only a 429's or a 503's Retry-After is honoured") {
+  for (long status : {429L, 503L}) {
+    CHECK(honoured_retry_after(with_retry_after(status, 2s)) == 2s);
+  }
+  for (long status : {0L, 200L, 307L, 412L, 500L, 502L, 504L}) {
+    CAPTURE(status);
+    CHECK_FALSE(honoured_retry_after(with_retry_after(status, 2s)).has_value());
+  }
+  CHECK_FALSE(honoured_retry_after(resp(429)).has_value());
+}
+
+TEST_CASE("the wait is the longer of the jittered backoff and Retry-After, within --wait") {
+  // No Retry-After: the backoff, cut 10 ms short of the deadline.
+  CHECK(choose_retry_wait(80ms, std::nullopt, 10s).delay == 80ms);
+  CHECK(choose_retry_wait(800ms, std::nullopt, 500ms).delay == 490ms);
+  // Retry-After longer than the backoff wins; shorter, the backoff (jitter) stays.
+  const RetryWait longer = choose_retry_wait(22ms, 3s, 6s);
+  CHECK(longer.delay == 3s);
+  CHECK_FALSE(longer.past_deadline);
+  CHECK(choose_retry_wait(1500ms, 1s, 6s).delay == 1500ms);
+  CHECK(choose_retry_wait(30ms, 0ms, 6s).delay == 30ms);
+  // Past the deadline: wait to it and give up.
+  const RetryWait past = choose_retry_wait(22ms, 30s, 6s);
+  CHECK(past.past_deadline);
+  CHECK(past.delay == 6s);
+  CHECK(past.asked == 30s);
+  CHECK(choose_retry_wait(22ms, 5995ms, 6s).past_deadline);
+  CHECK_FALSE(choose_retry_wait(22ms, 5990ms, 6s).past_deadline);
+}
+
+TEST_CASE("a 429 or 503 with Retry-After is retried no sooner than asked") {
+  for (long status : {429L, 503L}) {
+    CAPTURE(status);
+    int calls = 0;
+    FakeTransport t([&](const Seen&) {
+      return ++calls == 1 ? with_retry_after(status, 300ms) : resp(200, k_kv1);
+    });
+    Client c(config(), t, far());
+    c.use_token(Secret(std::string_view("s.t")));
+    CHECK_NOTHROW(c.read_all({spec("kv/app")}));
+    REQUIRE(t.times.size() == 2);
+    CHECK(t.times[1] - t.times[0] >= 300ms);
+    CHECK(t.times[1] - t.times[0] < 1s);
+  }
+}
+
+TEST_CASE("the longest Retry-After of a batch's refused requests is honoured") {
+  std::map<std::string, int> calls;
+  FakeTransport t([&](const Seen& s) {
+    if (++calls[s.path] > 1) {
+      return resp(200, k_kv1);
+    }
+    if (s.path == "kv/a") {
+      return with_retry_after(429, 100ms);
+    }
+    return s.path == "kv/b" ? with_retry_after(503, 400ms) : resp(502);
+  });
+  Client c(config(), t, far());
+  c.use_token(Secret(std::string_view("s.t")));
+  CHECK_NOTHROW(c.read_all({spec("kv/a"), spec("kv/b"), spec("kv/c")}));
+  REQUIRE(t.times.size() == 2);
+  CHECK(t.batch_sizes() == std::vector<std::size_t>{3, 3});
+  CHECK(t.times[1] - t.times[0] >= 400ms);
+}
+
+TEST_CASE("a Retry-After on another retryable status does not lengthen the wait") {
+  int calls = 0;
+  FakeTransport t(
+      [&](const Seen&) { return ++calls == 1 ? with_retry_after(502, 5s) : resp(200, k_kv1); });
+  Client c(config(), t, far());
+  c.use_token(Secret(std::string_view("s.t")));
+  CHECK_NOTHROW(c.read_all({spec("kv/app")}));
+  REQUIRE(t.times.size() == 2);
+  CHECK(t.times[1] - t.times[0] < 1s);
+}
+
+TEST_CASE("a Retry-After past the deadline: no retry, give up at the deadline saying so") {
+  FakeTransport t([](const Seen&) { return with_retry_after(429, 30s); });
+  const auto start = Clock::now();
+  Client c(config(), t, start + 300ms);
+  c.use_token(Secret(std::string_view("s.t")));
+  auto e = error_of([&] { c.read_all({spec("kv/a")}); });
+  const auto elapsed = Clock::now() - start;
+  REQUIRE(e);
+  CHECK(code_of(*e) == 69);
+  CHECK_CONTAINS(e->what(), "HTTP 429");
+  CHECK_CONTAINS(e->what(), "the server asked to retry after 30s");
+  CHECK(t.requests_sent() == 1);
+  CHECK(elapsed >= 280ms);
+  CHECK(elapsed < 300ms + 250ms);
+}
+
 TEST_CASE("a retryable answer is retried until it succeeds") {
   int calls = 0;
   FakeTransport t([&](const Seen&) { return ++calls < 3 ? resp(503) : resp(200, k_kv2); });

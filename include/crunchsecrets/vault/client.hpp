@@ -30,6 +30,26 @@ bool is_retryable(const Response& response);
 // and a ceiling of 100 ms doubling to 2 s.
 std::chrono::milliseconds backoff_delay(unsigned attempt, std::mt19937_64& rng);
 
+// The Retry-After honoured in a response: only a 429's (a rate-limit quota) or a 503's (sealed,
+// standby, overloaded, or a proxy in front), the statuses that header is defined for here.
+std::optional<std::chrono::milliseconds> honoured_retry_after(const Response& response);
+
+// How long to wait before the next attempt, `remaining` before the --wait deadline.
+struct RetryWait {
+  std::chrono::milliseconds delay{0};
+  // The server's Retry-After, when one was honoured.
+  std::optional<std::chrono::milliseconds> asked;
+  // The server asked to wait past the deadline: `delay` runs to it, and then the run gives up
+  // rather than send a request the server said it would refuse.
+  bool past_deadline = false;
+};
+
+// The jittered `backoff`, or the server's `asked` when longer, cut 10 ms short of the deadline
+// so that one more attempt fits before it.
+RetryWait choose_retry_wait(std::chrono::milliseconds backoff,
+                            std::optional<std::chrono::milliseconds> asked,
+                            std::chrono::milliseconds remaining);
+
 // A number of seconds (lease_duration, ttl) from `object[key]`: 0 when missing or not an
 // integer (a string, a float), and INT64_MAX for an unsigned number beyond it, which
 // nlohmann::json would otherwise turn negative.
@@ -131,6 +151,9 @@ private:
   // Over http://, when an answer was lost after a request was sent, asks once whether the
   // server speaks HTTPS and if so turns the lost answers into its 400 (a scheme mismatch).
   void diagnose_scheme(std::vector<Response>& responses);
+  // Logs the info line announcing a retry: what failed, the attempt, the wait chosen, the end.
+  void announce_retry(const Response& sample, std::size_t count, unsigned attempt,
+                      const RetryWait& wait, std::chrono::milliseconds remaining) const;
   // Throws "outcome unknown" when the single-use request `what` got a retryable answer after
   // it was sent.
   void fail_single_use(const Response& r, const std::string& what) const;

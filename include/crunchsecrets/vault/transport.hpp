@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace cs::vault {
@@ -35,8 +36,22 @@ struct Response {
   bool not_sent = false;
   // Set with `transport_error` (and `permanent`) when the body exceeded the size cap.
   bool too_large = false;
+  // How long the server asked to wait before the next request (its Retry-After header, the
+  // only header kept), parsed when the answer arrived; nothing when absent or malformed.
+  std::optional<std::chrono::milliseconds> retry_after;
   bool http_ok() const { return status >= 200 && status < 300; }
 };
+
+// The longest Retry-After honoured: a server asking for more is asked again no sooner than this.
+constexpr std::chrono::milliseconds k_max_retry_after = std::chrono::hours(24);
+
+// Parses a Retry-After value (RFC 9110, section 10.2.3), surrounding blanks allowed: either
+// delta-seconds (a non-negative integer) or an HTTP-date in the IMF-fixdate form ("Sun, 06 Nov
+// 1994 08:49:37 GMT"), taken relative to `now`. A date already past is 0; anything above a day
+// (a huge number, a date years ahead) is a day. Nothing for any other text: a negative or
+// fractional number, another date form, a date that does not exist.
+std::optional<std::chrono::milliseconds>
+parse_retry_after(std::string_view value, std::chrono::system_clock::time_point now) noexcept;
 
 // Which requests of a batch are in flight: they start in order, at most `limit` at once, and the
 // next one starts as soon as another finishes. Each transfer in flight holds a libcurl handle, its
