@@ -2,6 +2,7 @@
 
 #include "crunchsecrets/util/error.hpp"
 #include "crunchsecrets/util/log.hpp"
+#include "crunchsecrets/util/stop.hpp"
 #include "crunchsecrets/util/text.hpp"
 #include "crunchsecrets/vault/client.hpp"
 
@@ -198,14 +199,17 @@ std::vector<Response> Client::send(const std::vector<std::string>& paths, const 
     }
     const auto remaining =
         std::chrono::duration_cast<std::chrono::milliseconds>(m_deadline - Clock::now());
-    if (retry.empty() || remaining < std::chrono::milliseconds(20)) {
+    // After a stop signal (util/stop.hpp) no retry: the thread that holds the Vault token acts
+    // on it.
+    if (retry.empty() || remaining < std::chrono::milliseconds(20) ||
+        util::stop::requested() != 0) {
       return results;
     }
     const auto delay =
         std::min(vault::backoff_delay(attempt, m_rng), remaining - std::chrono::milliseconds(10));
     util::log::debug("Arvados API not ready; retrying {} request(s) in {} ms", retry.size(),
                      delay.count());
-    std::this_thread::sleep_for(delay);
+    util::stop::sleep_for(delay);
     pending = std::move(retry);
   }
 }

@@ -3,7 +3,9 @@
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/util/fs.hpp"
 #include "crunchsecrets/util/log.hpp"
+#include "crunchsecrets/util/stop.hpp"
 #include "crunchsecrets/util/text.hpp"
+#include "crunchsecrets/vault/curl_transport.hpp"
 
 #include <optional>
 #include <sys/stat.h>
@@ -339,6 +341,33 @@ std::string check_without_login(vault::Client& client, const AuthOptions& o,
                 "with a token (VAULT_TOKEN)");
   }
   return {};
+}
+
+void revoke_on_stop(const std::optional<vault::Client>& client, const vault::Config& config,
+                    bool keep_token) {
+  util::stop::set_action([&client, &config, keep_token] {
+    if (!client || !client->owns_token() || !client->logged_in() || keep_token) {
+      return;
+    }
+    // Nothing was delivered, so a lease the token holds goes with it. A new connection with a
+    // short timeout and no retry: the process is asked to stop and must not linger.
+    constexpr std::chrono::milliseconds k_limit{2000};
+    vault::Config quick = config;
+    quick.client_timeout = k_limit;
+    quick.max_retries = 0;
+    try {
+      vault::CurlTransport transport(quick);
+      vault::Client revoker(quick, transport, vault::Clock::now() + k_limit);
+      revoker.use_token(client->token());
+      revoker.revoke_self();
+      util::log::debug("stopped by a signal: revoked crunch-secrets' Vault token");
+    } catch (const Error& e) {
+      util::log::warning("stopped by a signal: could not revoke crunch-secrets' Vault token, "
+                         "which stays valid until its TTL ends: {}",
+                         e.what());
+    }
+  });
+  util::stop::arm();
 }
 
 } // namespace cs::core

@@ -4,6 +4,7 @@
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/core/markers.hpp"
 #include "crunchsecrets/util/log.hpp"
+#include "crunchsecrets/util/stop.hpp"
 #include "crunchsecrets/util/text.hpp"
 #include "crunchsecrets/vault/curl_transport.hpp"
 
@@ -166,13 +167,16 @@ RunData fetch_for_run(const CommonOptions& o, const Plan& plan, VaultConnection&
   const auto deadline = start + o.wait;
   RunData data;
   const AuthOptions auth = merge_auth(o.auth, plan.manifest.get(), getenv_opt);
-  data.credentials = with_credentials(plan, getenv_opt, auth.arvados_token_file, deadline, [&] {
+  // A stop signal from the login on revokes the token obtained (revoke_on_stop); run_command
+  // disarms it once the token is revoked or kept.
+  const auto vault_part = [&] {
     if (plan.fetches.empty()) {
       return;
     }
     vc.config.emplace(vault_config(o));
     vc.transport.emplace(*vc.config);
     vc.client.emplace(*vc.config, *vc.transport, deadline);
+    revoke_on_stop(vc.client, *vc.config, o.supervise.keep_token);
     login(*vc.client, auth, getenv_opt);
     data.fetched = vc.client->read_all(reads_of(plan));
     for (std::size_t i = 0; i < data.fetched.size() && data.leased.empty(); ++i) {
@@ -185,7 +189,15 @@ RunData fetch_for_run(const CommonOptions& o, const Plan& plan, VaultConnection&
         plan.fetches.size(), vc.transport->requests_sent(), vc.transport->connections_opened(),
         vc.transport->protocol(),
         std::chrono::duration_cast<std::chrono::milliseconds>(vault::Clock::now() - start).count());
-  });
+  };
+  try {
+    data.credentials =
+        with_credentials(plan, getenv_opt, auth.arvados_token_file, deadline, vault_part);
+  } catch (...) {
+    // A stop that cut a transfer short is acted on here, not reported as an error.
+    util::stop::disarm_or_act();
+    throw;
+  }
   return data;
 }
 
@@ -268,6 +280,9 @@ int run_command(const CommonOptions& o) {
   if (vc.client) {
     revoke_own_token(*vc.client, o.supervise.keep_token, data.leased);
   }
+  // From here a stop signal acts at once again (or, while files are written, waits for them to
+  // be removed): the token is revoked or deliberately kept.
+  util::stop::disarm_or_act();
   // Done with Vault: close its connections now, or their sockets would reach the command.
   vc.client.reset();
   vc.transport.reset();

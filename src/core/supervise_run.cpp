@@ -5,6 +5,7 @@
 #include "crunchsecrets/core/error.hpp"
 #include "crunchsecrets/core/supervise.hpp"
 #include "crunchsecrets/util/log.hpp"
+#include "crunchsecrets/util/stop.hpp"
 #include "crunchsecrets/vault/curl_transport.hpp"
 
 #include <algorithm>
@@ -251,6 +252,36 @@ void warn_of_expiry(const CredentialValues& credentials) {
   }
 }
 
+// The Vault side of a supervised run; the client refers to the transport, so they live together.
+struct SupervisedVault {
+  std::optional<vault::CurlTransport> transport;
+  std::optional<vault::Client> client;
+  std::vector<vault::Fetched> fetched;
+  AuthMethod method = AuthMethod::token;
+};
+
+// Logs in and reads; Vault and the Arvados credentials API are asked at the same time, as in
+// exec mode. A stop signal from the login until run_supervised disarms it revokes the token
+// obtained (revoke_on_stop).
+CredentialValues fetch_supervised(const Plan& plan, const SuperviseContext& ctx,
+                                  vault::Clock::time_point start, SupervisedVault& v) {
+  try {
+    return with_credentials(plan, ctx.env, ctx.auth.arvados_token_file, start + ctx.wait, [&] {
+      if (!plan.fetches.empty()) {
+        v.transport.emplace(ctx.config);
+        v.client.emplace(ctx.config, *v.transport, start + ctx.wait);
+        v.method = choose_method(ctx.auth, ctx.env);
+        revoke_on_stop(v.client, ctx.config, ctx.options.keep_token);
+        login(*v.client, ctx.auth, ctx.env);
+        v.fetched = v.client->read_all(reads_of(plan));
+      }
+    });
+  } catch (...) {
+    util::stop::disarm_or_act();
+    throw;
+  }
+}
+
 } // namespace
 
 bool wants_supervise(const SuperviseOptions& options, const Plan& plan) {
@@ -260,27 +291,15 @@ bool wants_supervise(const SuperviseOptions& options, const Plan& plan) {
 
 int run_supervised(const std::shared_ptr<const Plan>& shared_plan, const SuperviseContext& ctx) {
   const Plan& plan = *shared_plan;
-  const auto start = vault::Clock::now();
-  std::optional<vault::CurlTransport> transport;
-  std::optional<vault::Client> client;
-  std::vector<vault::Fetched> fetched;
-  AuthMethod method = AuthMethod::token;
-  // Vault and the Arvados credentials API are asked at the same time, as in exec mode.
-  CredentialValues credentials =
-      with_credentials(plan, ctx.env, ctx.auth.arvados_token_file, start + ctx.wait, [&] {
-        if (!plan.fetches.empty()) {
-          transport.emplace(ctx.config);
-          client.emplace(ctx.config, *transport, start + ctx.wait);
-          method = choose_method(ctx.auth, ctx.env);
-          login(*client, ctx.auth, ctx.env);
-          fetched = client->read_all(reads_of(plan));
-        }
-      });
-  warn_of_expiry(credentials);
+  SupervisedVault v;
+  CredentialValues credentials = fetch_supervised(plan, ctx, vault::Clock::now(), v);
   // From here on crunch-secrets holds leases and writes files: signals are blocked (a Ctrl-C
-  // during a long login still ends it at once, with nothing to clean up) and read from a
-  // signalfd once the child runs; a SIGTERM meanwhile waits and is forwarded to the child.
+  // during a long login still ends it at once, after revoking the token) and read from a
+  // signalfd once the child runs; a SIGTERM meanwhile waits and is forwarded to the child. A
+  // stop that arrived before the block is acted on (the token revoked) when disarming.
   supervise::SignalBlock block;
+  util::stop::disarm_or_act();
+  warn_of_expiry(credentials);
   const supervise::SupervisorOptions sopts = supervisor_options(plan, ctx);
   supervise::Supervisor sup(block, sopts);
   SupervisorEffects effects(sup, plan, ctx, sopts.forward_to_group);
@@ -288,14 +307,14 @@ int run_supervised(const std::shared_ptr<const Plan>& shared_plan, const Supervi
   // A plan without fetches still runs supervised (signals, reaping, exit status).
   NoVault no_vault;
   VaultOps* vault_ops = &no_vault;
-  if (client) {
-    vault_ops = &ops.emplace(*client);
+  if (v.client) {
+    vault_ops = &ops.emplace(*v.client);
   }
-  SuperviseSettings settings = settings_for(plan, ctx, method);
-  if (!client) {
+  SuperviseSettings settings = settings_for(plan, ctx, v.method);
+  if (!v.client) {
     settings.revoke_token = false;
   }
-  Session session(shared_plan, fetched, *vault_ops, effects, settings, Clock::now(),
+  Session session(shared_plan, v.fetched, *vault_ops, effects, settings, Clock::now(),
                   std::move(credentials));
   std::optional<FileDelivery> files;
   try {

@@ -1,5 +1,7 @@
 #include "crunchsecrets/util/fs.hpp"
 
+#include "crunchsecrets/util/stop.hpp"
+
 #include <cerrno>
 #include <cstring>
 #include <dirent.h>
@@ -337,8 +339,16 @@ Result<SecureString> read_secret_stdin(std::chrono::steady_clock::time_point dea
   while (true) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
-    pollfd p{STDIN_FILENO, POLLIN, 0};
-    const int ready = ::poll(&p, 1, static_cast<int>(std::max<long long>(left.count(), 0)));
+    // A stop signal (util/stop.hpp) ends the wait at once, whichever thread it reached.
+    const int stop_fd = stop::fd();
+    pollfd p[2] = {{STDIN_FILENO, POLLIN, 0}, {stop_fd, POLLIN, 0}};
+    const int ready =
+        ::poll(p, stop_fd >= 0 ? 2 : 1, static_cast<int>(std::max<long long>(left.count(), 0)));
+    if (stop_fd >= 0 && stop::requested() != 0) {
+      wipe(buf, sizeof buf);
+      wipe_string(out);
+      return err(std::string("stopped by a signal while reading standard input"));
+    }
     if (ready < 0 && errno == EINTR) {
       continue;
     }

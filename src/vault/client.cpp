@@ -2,6 +2,7 @@
 
 #include "crunchsecrets/util/error.hpp"
 #include "crunchsecrets/util/log.hpp"
+#include "crunchsecrets/util/stop.hpp"
 #include "crunchsecrets/util/text.hpp"
 
 #include <algorithm>
@@ -273,6 +274,8 @@ std::vector<Response> Client::send(const std::vector<Request>& requests, bool si
       batch.push_back(&requests[i]);
     }
     auto responses = m_transport.perform(batch, m_deadline);
+    // A stop signal cut the transfers short (util/stop.hpp): revoke and die, not retry.
+    util::stop::act_if_requested();
     diagnose_scheme(responses);
     std::vector<std::size_t> retry;
     for (std::size_t k = 0; k < pending.size(); ++k) {
@@ -306,7 +309,8 @@ std::vector<Response> Client::send(const std::vector<Request>& requests, bool si
     const RetryWait wait = choose_retry_wait(backoff_delay(attempt, m_rng), asked, remaining);
     const auto delay = wait.delay;
     announce_retry(results[retry.front()], retry.size(), attempt, wait, remaining);
-    std::this_thread::sleep_for(delay);
+    util::stop::sleep_for(delay);
+    util::stop::act_if_requested();
     if (wait.past_deadline) {
       return results;
     }

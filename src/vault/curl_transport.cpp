@@ -3,6 +3,7 @@
 #include "crunchsecrets/util/ca_bundle.hpp"
 #include "crunchsecrets/util/curl_library.hpp"
 #include "crunchsecrets/util/error.hpp"
+#include "crunchsecrets/util/stop.hpp"
 #include "cs_version.h"
 
 #include <algorithm>
@@ -466,9 +467,17 @@ void run_transfers(CURLM* multi, const std::vector<CurlTransfer>& transfers,
       return;
     }
     started = collect();
+    // A stop signal (util/stop.hpp) ends the transfers in flight at once; their handles are
+    // removed with the transfers.
+    const int stop_fd = util::stop::fd();
+    if (stop_fd >= 0 && util::stop::requested() != 0) {
+      fail_unfinished(responses, done_flags(transfers), "stopped by a signal");
+      return;
+    }
     // New transfers are driven by the next curl_multi_perform at once, without waiting.
     if (running > 0 && !started) {
-      curl_multi_poll(multi, nullptr, 0, 200, nullptr);
+      curl_waitfd stop{stop_fd, CURL_WAIT_POLLIN, 0};
+      curl_multi_poll(multi, stop_fd >= 0 ? &stop : nullptr, stop_fd >= 0 ? 1 : 0, 200, nullptr);
     }
   } while (running > 0 || started);
 }

@@ -55,6 +55,7 @@ def stop_run(cs, bao, env_auth: dict[str, str], read_action: Action, signo: int,
         p.send_signal(signo)
         out, err = p.communicate(timeout=60)
         took = time.monotonic() - sent
+        print(f"signal {signo} to exit: {took:.3f} s")
     finally:
         proxy.close()
     CANARIES.check(out, "run stdout")

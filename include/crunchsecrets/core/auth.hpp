@@ -4,6 +4,7 @@
 #include "crunchsecrets/core/manifest.hpp"
 #include "crunchsecrets/vault/client.hpp"
 
+#include <optional>
 #include <string>
 
 namespace cs::core {
@@ -69,5 +70,13 @@ std::string check_without_login(vault::Client& client, const AuthOptions& option
 
 // Logs `client` in with the chosen method. Throws `core::Error`.
 void login(vault::Client& client, const AuthOptions& options, const vault::EnvLookup& env);
+
+// From now until util::stop::disarm_or_act(), SIGTERM, SIGINT, SIGHUP and SIGQUIT stop the run
+// by revoking the token `client` obtained by a login, unless `keep_token` (a token the caller
+// gave is never revoked), with one request of at most 2 s, and then dying of the signal
+// (SECURITY.md, "Token revocation"). Call it before starting any thread, in the thread that
+// uses `client`; `client` and `config` must outlive the disarming.
+void revoke_on_stop(const std::optional<vault::Client>& client, const vault::Config& config,
+                    bool keep_token);
 
 } // namespace cs::core
