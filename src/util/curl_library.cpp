@@ -146,6 +146,16 @@ using cs::util::curl::api;
 
 // The forwarders, with libcurl's own names and signatures. The parentheses around the names
 // keep them from being read as calls of function-like macros.
+//
+// curl.h fixes the last named parameter of the three variadic ones as an enum (CURLoption,
+// CURLINFO, CURLMoption), and clang's -Wvarargs flags `va_start` after any enum parameter
+// because some enums change type when promoted. These three hold only values from 0 to well
+// below INT_MAX, so they promote to int, of the same size and passing convention; libcurl's own
+// definitions call `va_start` after the same parameters.
+#ifdef __clang__
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wvarargs"
+#endif
 extern "C" {
 
 CURLcode(curl_global_init)(long /*flags*/) {
@@ -280,5 +290,8 @@ const char*(curl_multi_strerror)(CURLMcode code) {
 }
 
 } // extern "C"
+#ifdef __clang__
+#pragma clang diagnostic pop
+#endif
 
 #endif // CS_CURL_LINKED
