@@ -5,11 +5,9 @@
 #include "crunchsecrets/vault/curl_transport.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <curl/curl.h>
 #include <fmt/format.h>
 #include <mutex>
-#include <new>
 
 namespace cs::arvados {
 
@@ -18,27 +16,6 @@ namespace {
 void global_init() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-// The Arvados API's answers here are a few credentials; anything this large is a
-// misconfiguration or an attack, refused at once rather than retried.
-constexpr size_t k_max_body = 32 * 1024 * 1024;
-
-// No exception may leave a libcurl callback (see vault/curl_transport.cpp): running out of
-// memory is a write error.
-size_t on_body(char* data, size_t size, size_t nmemb, void* user) noexcept {
-  auto* out = static_cast<Response*>(user);
-  const size_t n = size * nmemb;
-  if (out->body.size() + n > k_max_body) {
-    out->too_large = true;
-    return 0; // refuse absurd answers; curl reports a write error
-  }
-  try {
-    out->body.append(data, n);
-  } catch (const std::bad_alloc&) {
-    return 0;
-  }
-  return n;
 }
 
 } // namespace
@@ -85,8 +62,7 @@ bool make_transfer(CurlTransfer& t, std::string url, const util::Secret& token, 
     response.transport_error = "cannot create a libcurl handle";
     return false;
   }
-  curl_easy_setopt(t.easy, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(t.easy, CURLOPT_WRITEDATA, &response);
+  t.receive_into(response);
   if (!config.ca_file.empty()) {
     curl_easy_setopt(t.easy, CURLOPT_CAINFO, config.ca_file.c_str());
   }
@@ -110,18 +86,7 @@ void collect_done(CURLM* multi, std::vector<CurlTransfer>& transfers,
       curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &responses[i].status);
       return;
     }
-    Response& r = responses[i];
-    r.status = 0;
-    vault::TransferFailure failure =
-        vault::classify_failure(result, transfers[i].error_text(result));
-    r.transport_error = std::move(failure.text);
-    r.permanent = failure.permanent;
-    if (r.too_large) {
-      r.transport_error =
-          fmt::format("the response is too large (over {} MiB)", k_max_body / (1024 * 1024));
-      r.permanent = true;
-    }
-    util::wipe_string(r.body);
+    vault::transfer_failed(transfers[i], result, responses[i]);
   });
 }
 

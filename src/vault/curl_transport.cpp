@@ -36,27 +36,6 @@ void free_headers(curl_slist* list) {
   curl_slist_free_all(list);
 }
 
-// Vault's answers are small; anything this large is a misconfiguration or an attack.
-constexpr size_t k_max_body = 32 * 1024 * 1024;
-
-// No exception may leave a libcurl callback: none can unwind through libcurl's C frames (the
-// self-contained build compiles libcurl without unwind tables), so running out of memory is a
-// write error, as an absurd answer is.
-size_t on_body(char* data, size_t size, size_t nmemb, void* user) noexcept {
-  auto* out = static_cast<Response*>(user);
-  const size_t n = size * nmemb;
-  if (out->body.size() + n > k_max_body) {
-    out->too_large = true;
-    return 0; // refuse absurd answers; curl reports a write error
-  }
-  try {
-    out->body.append(data, n);
-  } catch (const std::bad_alloc&) {
-    return 0;
-  }
-  return n;
-}
-
 // Keeps the Retry-After of an answer and no other header: any header may carry something
 // secret, so none is stored; this one is parsed at once into a duration. Each header line is
 // looked at in place (no copy), so a huge one costs nothing; a value longer than any valid one
@@ -348,6 +327,33 @@ void CurlTransfer::add_header(const char* line) {
   headers = curl_slist_append(headers, line);
 }
 
+namespace {
+
+// No exception may leave a libcurl callback: none can unwind through libcurl's C frames (the
+// self-contained build compiles libcurl without unwind tables), so running out of memory is a
+// write error, as an absurd answer is.
+size_t on_body(char* data, size_t size, size_t nmemb, void* user) noexcept {
+  auto* out = static_cast<Response*>(user);
+  const size_t n = size * nmemb;
+  if (out->body.size() + n > k_max_body) {
+    out->too_large = true;
+    return 0; // refuse absurd answers; curl reports a write error
+  }
+  try {
+    out->body.append(data, n);
+  } catch (const std::bad_alloc&) {
+    return 0;
+  }
+  return n;
+}
+
+} // namespace
+
+void CurlTransfer::receive_into(Response& response) {
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, &response);
+}
+
 void CurlTransfer::start(CURLM* m) {
   curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
   curl_multi_add_handle(m, easy);
@@ -366,9 +372,6 @@ std::vector<bool> done_flags(const std::vector<CurlTransfer>& transfers) {
   return done;
 }
 
-namespace {
-
-// Fills `response` for a transfer that ended with `code` (not CURLE_OK).
 void transfer_failed(const CurlTransfer& t, CURLcode code, Response& response) {
   response.status = 0;
   response.retry_after.reset();
@@ -394,8 +397,6 @@ void transfer_failed(const CurlTransfer& t, CURLcode code, Response& response) {
   util::wipe_string(response.body);
 }
 
-} // namespace
-
 bool CurlTransport::Impl::make_transfer(CurlTransfer& t, const Request& rq, Response& response,
                                         std::size_t index, long timeout_ms) const {
   // Over TLS, wait for the first connection to learn whether it multiplexes (HTTP/2); plain
@@ -404,8 +405,7 @@ bool CurlTransport::Impl::make_transfer(CurlTransfer& t, const Request& rq, Resp
     response.transport_error = "cannot create a libcurl handle";
     return false;
   }
-  curl_easy_setopt(t.easy, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(t.easy, CURLOPT_WRITEDATA, &response);
+  t.receive_into(response);
   curl_easy_setopt(t.easy, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(t.easy, CURLOPT_HEADERDATA, &response);
   const TlsConfig& tls = config.tls;

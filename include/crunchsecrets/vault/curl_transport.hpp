@@ -44,6 +44,10 @@ inline constexpr std::size_t k_max_in_flight = 64;
 // got twice) reads of a batch of 100 with a 2 s VAULT_CLIENT_TIMEOUT when 64 were in flight.
 inline constexpr std::size_t k_max_connections = 8;
 
+// The largest answer accepted. Neither Vault's answers nor the Arvados API's come near it:
+// anything this large is a misconfiguration or an attack, refused at once rather than retried.
+inline constexpr std::size_t k_max_body = 32 * 1024 * 1024;
+
 // One request of a batch on a libcurl multi handle, used by this transport and Arvados'. The
 // destructor removes the easy handle from the multi handle it was started on, frees it, and
 // wipes the headers (one carries a token).
@@ -62,6 +66,9 @@ struct CurlTransfer {
             std::size_t index);
   // Appends a header line; the line is wiped when the transfer ends.
   void add_header(const char* line);
+  // Sends the answer's body to `response.body`; a body over k_max_body ends the transfer with a
+  // write error and sets `response.too_large`.
+  void receive_into(Response& response);
   // Sets the headers and adds the handle to `multi`.
   void start(CURLM* multi);
   // What went wrong, for a transfer that ended with `code`: the error buffer, else libcurl's
@@ -95,6 +102,12 @@ void run_transfers(CURLM* multi, const std::vector<CurlTransfer>& transfers,
 
 // The `done` flags of `transfers`, in order.
 std::vector<bool> done_flags(const std::vector<CurlTransfer>& transfers);
+
+// Fills `response` for transfer `t` that ended with `code` (not CURLE_OK), for both transports:
+// no status, no Retry-After, the reason (classify_failure, or "the response is too large" when
+// the body passed k_max_body, which is permanent), `not_sent` when no connection was made, and
+// the partial body wiped.
+void transfer_failed(const CurlTransfer& t, CURLcode code, Response& response);
 
 // True when a transfer that ended with `code` cannot succeed by retrying: a TLS certificate
 // that fails verification, an unusable CA or client certificate file, a malformed URL.
