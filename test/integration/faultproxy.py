@@ -261,22 +261,24 @@ class FaultProxy:
         raise ValueError(f"unknown fault action {a.kind}")
 
 
-class TlsHandshakeFailure:
-    """Accepts TCP connections and answers the TLS ClientHello with garbage, then closes."""
+class CountingListener:
+    """Accepts TCP connections on a free loopback port and counts them; `handle(conn)` (by
+    default: close at once) serves each on the accept thread. `close()` stops listening through
+    stop_listening, so a later listener given the same descriptor never loses a connection to
+    this one's thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, backlog: int = 16) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
+        self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
         self.accepted = 0
         self.closed = False
         self.accept_thread = threading.Thread(target=self._accept, daemon=True)
         self.accept_thread.start()
 
-    @property
-    def addr(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+    def handle(self, conn: socket.socket) -> None:
+        conn.close()
 
     def _accept(self) -> None:
         while not self.closed:
@@ -285,14 +287,25 @@ class TlsHandshakeFailure:
             except OSError:
                 return
             self.accepted += 1
-            try:
-                conn.recv(4096)
-                conn.sendall(b"\x15\x03\x03\x00\x02\x02\x28" + b"not tls at all\r\n")
-            except OSError:
-                pass
-            finally:
-                conn.close()
+            self.handle(conn)
 
     def close(self) -> None:
         self.closed = True
         stop_listening(self.sock, self.accept_thread)
+
+
+class TlsHandshakeFailure(CountingListener):
+    """Accepts TCP connections and answers the TLS ClientHello with garbage, then closes."""
+
+    @property
+    def addr(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def handle(self, conn: socket.socket) -> None:
+        try:
+            conn.recv(4096)
+            conn.sendall(b"\x15\x03\x03\x00\x02\x02\x28" + b"not tls at all\r\n")
+        except OSError:
+            pass
+        finally:
+            conn.close()

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from faultproxy import CountingListener
 from harness import CANARIES, crunch_secrets_bin, free_port, probe_bin
 
 RUN = ["run", "--no-manifest", "--", "{probe}"]
@@ -214,38 +215,26 @@ def test_permanent_tls_failure_fails_fast(cs, pki, name):
     assert r.report is None
 
 
-class ResetThenForward:
+class ResetThenForward(CountingListener):
     """A TCP proxy to `upstream` that reads the ClientHello of the first `resets` connections and
     resets them (RST), then forwards every later connection byte for byte."""
 
     def __init__(self, upstream_port: int, resets: int) -> None:
         self.upstream_port = upstream_port
         self.resets = resets
-        self.accepted = 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while not self.closed:
+    def handle(self, conn: socket.socket) -> None:
+        if self.accepted <= self.resets:
             try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            if self.accepted <= self.resets:
-                try:
-                    conn.recv(4096)
-                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                finally:
-                    conn.close()
-                continue
-            up = socket.create_connection(("127.0.0.1", self.upstream_port))
-            for a, b in ((conn, up), (up, conn)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+                conn.recv(4096)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            finally:
+                conn.close()
+            return
+        up = socket.create_connection(("127.0.0.1", self.upstream_port))
+        for a, b in ((conn, up), (up, conn)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
     @staticmethod
     def _pipe(src: socket.socket, dst: socket.socket) -> None:
@@ -260,10 +249,6 @@ class ResetThenForward:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-
-    def close(self) -> None:
-        self.closed = True
-        self.sock.close()
 
 
 def test_reset_during_handshake_is_retried(cs_tls, bao_tls):
@@ -313,30 +298,6 @@ def test_cacert_wins_over_capath(cs_tls, bao_tls, pki):
     # The right file with a directory that does not exist: the directory is not looked at.
     r = cs_tls.run(RUN, dict(REF, VAULT_CAPATH="/nonexistent/cs-capath"))
     assert r.code == 0, r.describe()
-
-
-class CountingListener:
-    """Accepts and counts TCP connections (a request would have to open one)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.mark.offline
