@@ -27,10 +27,12 @@ Tests change the world while it runs through a control API, answered only to loo
     POST   /_control/credentials/{uuid}  {"expires_at": "2020-01-01T00:00:00Z"}  (any fields)
     DELETE /_control/credentials/{uuid}
     POST   /_control/outage              {"status": 503}  (0 ends it; API calls get that status)
+                                         optional: "retry_after": "2" (sent as Retry-After),
+                                         "count": N (only the next N API calls; then it ends)
     POST   /_control/delay               {"ms": 20}  (every API answer waits that long; 0 ends it)
     GET    /_control/counters            API requests so far per endpoint: {"GET /arvados/v1/users/{uuid}": 3}
     POST   /_control/reset               reload the fixtures
-    GET    /_control/log                 requests so far: method, path, token uuid, status
+    GET    /_control/log                 requests so far: method, path, token uuid, status, time
     POST   /_control/shutdown            stop serving and exit
 
 Standard library only. Nothing it logs or answers contains a token secret; credential secrets
@@ -74,10 +76,11 @@ NOW = "2025-01-01T00:00:00.000000000Z"
 class ApiError(Exception):
     """An answer with an Arvados error body."""
 
-    def __init__(self, status, message):
+    def __init__(self, status, message, headers=None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
 
 def now_rfc3339():
@@ -103,9 +106,27 @@ class World:
         self.lock = threading.RLock()
         self.log = []
         self.outage = 0
+        self.outage_retry_after = None
+        self.outage_left = None  # API calls the outage still answers; None: until ended
         # Like a real API server's latency; a delay survives /_control/reset.
         self.delay_ms = 0
         self.load()
+
+    def take_outage(self):
+        """Raises the outage's answer for one API call, if an outage is on (holding `lock`)."""
+        if not self.outage:
+            return
+        status = self.outage
+        headers = {}
+        if self.outage_retry_after is not None:
+            headers["Retry-After"] = self.outage_retry_after
+        if self.outage_left is not None:
+            self.outage_left -= 1
+            if self.outage_left <= 0:
+                self.outage = 0
+                self.outage_retry_after = None
+                self.outage_left = None
+        raise ApiError(status, "stand-in outage", headers)
 
     def load(self):
         with open(self.path, encoding="utf-8") as f:
@@ -119,6 +140,8 @@ class World:
             self.tokens = {t["uuid"]: self._base(t) for t in data.get("tokens", [])}
             self.credentials = {c["uuid"]: self._base(c) for c in data.get("credentials", [])}
             self.outage = 0
+            self.outage_retry_after = None
+            self.outage_left = None
             self.log = []
             for table in (self.users, self.groups, self.links, self.containers, self.tokens,
                           self.credentials):
@@ -302,17 +325,19 @@ class Handler(BaseHTTPRequestHandler):
             # Only the request line's path, never headers; paths carry no secrets.
             sys.stderr.write("arvados-standin: %s\n" % (fmt % args))
 
-    def send_json(self, status, body):
+    def send_json(self, status, body, headers=None):
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 
-    def send_error_body(self, status, message):
+    def send_error_body(self, status, message, headers=None):
         token = "%d+%08x" % (int(time.time()), secrets.randbits(32))
-        self.send_json(status, {"errors": [message], "error_token": token})
+        self.send_json(status, {"errors": [message], "error_token": token}, headers)
 
     def read_body(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -332,7 +357,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path = unquote(url.path)
         query = parse_qs(url.query)
-        entry = {"method": method, "path": path, "token_uuid": None, "status": None}
+        entry = {"method": method, "path": path, "token_uuid": None, "status": None,
+                 "time": time.time()}
         try:
             if path.startswith("/_control/"):
                 if not self.is_loopback():
@@ -344,15 +370,14 @@ class Handler(BaseHTTPRequestHandler):
                     # Outside the lock, so concurrent requests wait in parallel as on a server.
                     time.sleep(self.world.delay_ms / 1000)
                 with self.world.lock:
-                    if self.world.outage:
-                        raise ApiError(self.world.outage, "stand-in outage")
+                    self.world.take_outage()
                     status, body = self.api(method, path, query, entry)
         except ApiError as e:
             if entry is not None:
                 entry["status"] = e.status
                 with self.world.lock:
                     self.world.log.append(entry)
-            self.send_error_body(e.status, e.message)
+            self.send_error_body(e.status, e.message, e.headers)
             return
         if entry is not None:
             entry["status"] = status
@@ -531,6 +556,10 @@ class Handler(BaseHTTPRequestHandler):
                 return 200, {}
             if parts == ["outage"] and method == "POST":
                 w.outage = int(body.get("status", 0))
+                retry_after = body.get("retry_after")
+                w.outage_retry_after = None if retry_after is None else str(retry_after)
+                count = body.get("count")
+                w.outage_left = None if count is None else int(count)
                 return 200, {"status": w.outage}
             if parts == ["delay"] and method == "POST":
                 w.delay_ms = max(0, int(body.get("ms", 0)))
