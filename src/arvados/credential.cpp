@@ -205,11 +205,19 @@ std::vector<Response> Client::send(const std::vector<std::string>& paths, const 
         util::stop::requested() != 0) {
       return results;
     }
-    const auto delay =
-        std::min(vault::backoff_delay(attempt, m_rng), remaining - std::chrono::milliseconds(10));
-    util::log::debug("Arvados API not ready; retrying {} request(s) in {} ms", retry.size(),
-                     delay.count());
-    util::stop::sleep_for(delay);
+    // The same rule as Vault's (README, "Vault connection"): the jittered backoff, or the
+    // Retry-After of a 429 or 503 when longer; one pointing past the deadline is not retried.
+    const vault::RetryWait wait =
+        vault::choose_retry_wait(vault::backoff_delay(attempt, m_rng),
+                                 vault::longest_retry_after(results, retry), remaining);
+    util::log::debug(
+        "Arvados API not ready; {} {} request(s) in {} ms{}",
+        wait.past_deadline ? "giving up on" : "retrying", retry.size(), wait.delay.count(),
+        wait.asked ? fmt::format(" (Retry-After: {})", vault::retry_after_text(*wait.asked)) : "");
+    util::stop::sleep_for(wait.delay);
+    if (wait.past_deadline) {
+      return results;
+    }
     pending = std::move(retry);
   }
 }
@@ -247,9 +255,14 @@ void Client::fail(const Response& r, const std::string& what, const Secret& toke
   default:
     break;
   }
-  if (r.status >= 500) {
-    throw Error(ExitCode::unavailable, "{}: Arvados API unavailable (HTTP {}{}): try again later",
-                what, r.status, said);
+  // A 429 is a rate limit that outlasted --wait, as a 5xx is an outage that did.
+  if (r.status >= 500 || r.status == 429) {
+    const auto asked = vault::honoured_retry_after(r);
+    const std::string asked_text =
+        asked ? fmt::format("; the server asked to retry after {}", vault::retry_after_text(*asked))
+              : "";
+    throw Error(ExitCode::unavailable, "{}: Arvados API unavailable (HTTP {}{}{}): try again later",
+                what, r.status, said, asked_text);
   }
   throw Error(ExitCode::protocol, "{}: unexpected answer from Arvados (HTTP {}{})", what, r.status,
               said);

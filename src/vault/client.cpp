@@ -73,11 +73,6 @@ std::string seconds_text(Clock::duration d) {
   return fmt::format("{:.1f}s", std::chrono::duration<double>(d).count());
 }
 
-// A Retry-After as the server gave it: whole seconds ("30s"), or tenths for a date's.
-std::string retry_after_text(std::chrono::milliseconds d) {
-  return d.count() % 1000 == 0 ? fmt::format("{}s", d.count() / 1000) : seconds_text(d);
-}
-
 std::string body_text(const util::SecureString& body) {
   return std::string(body.data(), std::min<std::size_t>(body.size(), 512));
 }
@@ -199,6 +194,21 @@ std::optional<std::chrono::milliseconds> honoured_retry_after(const Response& r)
   return std::nullopt;
 }
 
+std::string retry_after_text(std::chrono::milliseconds d) {
+  return d.count() % 1000 == 0 ? fmt::format("{}s", d.count() / 1000) : seconds_text(d);
+}
+
+std::optional<std::chrono::milliseconds>
+longest_retry_after(const std::vector<Response>& responses, const std::vector<std::size_t>& which) {
+  std::optional<std::chrono::milliseconds> asked;
+  for (std::size_t i : which) {
+    if (const auto a = honoured_retry_after(responses[i])) {
+      asked = std::max(asked.value_or(*a), *a);
+    }
+  }
+  return asked;
+}
+
 RetryWait choose_retry_wait(std::chrono::milliseconds backoff,
                             std::optional<std::chrono::milliseconds> asked,
                             std::chrono::milliseconds remaining) {
@@ -300,13 +310,8 @@ std::vector<Response> Client::send(const std::vector<Request>& requests, bool si
     if (remaining < std::chrono::milliseconds(20)) {
       return results;
     }
-    std::optional<std::chrono::milliseconds> asked;
-    for (std::size_t i : retry) {
-      if (const auto a = honoured_retry_after(results[i])) {
-        asked = std::max(asked.value_or(*a), *a);
-      }
-    }
-    const RetryWait wait = choose_retry_wait(backoff_delay(attempt, m_rng), asked, remaining);
+    const RetryWait wait = choose_retry_wait(backoff_delay(attempt, m_rng),
+                                             longest_retry_after(results, retry), remaining);
     const auto delay = wait.delay;
     announce_retry(results[retry.front()], retry.size(), attempt, wait, remaining);
     util::stop::sleep_for(delay);

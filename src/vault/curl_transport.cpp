@@ -36,35 +36,6 @@ void free_headers(curl_slist* list) {
   curl_slist_free_all(list);
 }
 
-// Keeps the Retry-After of an answer and no other header: any header may carry something
-// secret, so none is stored; this one is parsed at once into a duration. Each header line is
-// looked at in place (no copy), so a huge one costs nothing; a value longer than any valid one
-// is ignored.
-size_t on_header(char* data, size_t size, size_t nitems, void* user) noexcept {
-  auto* out = static_cast<Response*>(user);
-  const size_t n = size * nitems;
-  const std::string_view line(data, n);
-  if (line.rfind("HTTP/", 0) == 0) {
-    // A status line starts the headers of another answer (after a 100 Continue): forget the
-    // previous one's.
-    out->retry_after.reset();
-    return n;
-  }
-  constexpr std::string_view name = "retry-after:";
-  constexpr size_t k_max_line = 128;
-  if (n <= name.size() || n > k_max_line) {
-    return n;
-  }
-  for (size_t i = 0; i < name.size(); ++i) {
-    const char c = line[i];
-    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c) != name[i]) {
-      return n;
-    }
-  }
-  out->retry_after = parse_retry_after(line.substr(name.size()), std::chrono::system_clock::now());
-  return n;
-}
-
 // libcurl 7.88 opens its sockets without close-on-exec: a supervised COMMAND would inherit the
 // live connection to Vault and could read its answers (a renewal's names the token).
 int close_on_exec(void* /*clientp*/, curl_socket_t fd, curlsocktype /*purpose*/) noexcept {
@@ -347,11 +318,42 @@ size_t on_body(char* data, size_t size, size_t nmemb, void* user) noexcept {
   return n;
 }
 
+// Keeps the Retry-After of an answer and no other header: any header may carry something
+// secret, so none is stored; this one is parsed at once into a duration. Each header line is
+// looked at in place (no copy), so a huge one costs nothing; a value longer than any valid one
+// is ignored.
+size_t on_header(char* data, size_t size, size_t nitems, void* user) noexcept {
+  auto* out = static_cast<Response*>(user);
+  const size_t n = size * nitems;
+  const std::string_view line(data, n);
+  if (line.rfind("HTTP/", 0) == 0) {
+    // A status line starts the headers of another answer (after a 100 Continue): forget the
+    // previous one's.
+    out->retry_after.reset();
+    return n;
+  }
+  constexpr std::string_view name = "retry-after:";
+  constexpr size_t k_max_line = 128;
+  if (n <= name.size() || n > k_max_line) {
+    return n;
+  }
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char c = line[i];
+    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c) != name[i]) {
+      return n;
+    }
+  }
+  out->retry_after = parse_retry_after(line.substr(name.size()), std::chrono::system_clock::now());
+  return n;
+}
+
 } // namespace
 
 void CurlTransfer::receive_into(Response& response) {
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, &response);
+  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(easy, CURLOPT_HEADERDATA, &response);
 }
 
 void CurlTransfer::start(CURLM* m) {
@@ -406,8 +408,6 @@ bool CurlTransport::Impl::make_transfer(CurlTransfer& t, const Request& rq, Resp
     return false;
   }
   t.receive_into(response);
-  curl_easy_setopt(t.easy, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(t.easy, CURLOPT_HEADERDATA, &response);
   const TlsConfig& tls = config.tls;
   if (!tls.ca_cert.empty()) {
     curl_easy_setopt(t.easy, CURLOPT_CAINFO, tls.ca_cert.c_str());

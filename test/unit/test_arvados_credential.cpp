@@ -6,7 +6,9 @@
 #include "testutil.hpp"
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <map>
+#include <optional>
 
 using namespace cs::arvados;
 using cs::test::code_of;
@@ -282,6 +284,70 @@ TEST_CASE("an unreachable API is retried until the deadline, then exit 69") {
   REQUIRE(e.has_value());
   CHECK(code_of(*e) == 69);
   CHECK(calls > 2);
+}
+
+namespace {
+
+cs::vault::Response refused(long status, std::optional<std::chrono::milliseconds> retry_after) {
+  auto r = resp(status, R"({"errors":["slow down"],"error_token":"1+2"})");
+  r.retry_after = retry_after;
+  return r;
+}
+
+} // namespace
+
+TEST_CASE("a 429's or a 503's Retry-After is waited for, within the deadline") {
+  for (const long status : {429L, 503L}) {
+    CAPTURE(status);
+    World w;
+    std::size_t current = 0;
+    FakeArvados t([&](const std::string& p) {
+      if (p == "containers/current" && current++ == 0) {
+        return refused(status, 300ms);
+      }
+      return w.answer(p);
+    });
+    Client c(config(), t, Clock::now() + 10s, k_now);
+    const auto start = Clock::now();
+    auto got = c.fetch({"lab-aws"}, Secret("v2/tok/en/ctr"));
+    const auto waited = Clock::now() - start;
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].second.secret.reveal() == "s3cr3t-aws");
+    // The refused call alone is sent again, no sooner than asked (full jitter is at most 0.1 s).
+    REQUIRE(t.rounds.size() == 3);
+    CHECK(t.rounds[1] == std::vector<std::string>{"containers/current"});
+    CHECK(waited >= 300ms);
+    CHECK(waited < 5s);
+  }
+}
+
+TEST_CASE("a Retry-After past the deadline is not retried: exit 69 at the deadline, naming it") {
+  for (const long status : {429L, 503L}) {
+    CAPTURE(status);
+    FakeArvados t([&](const std::string&) { return refused(status, 30s); });
+    Client c(config(), t, Clock::now() + 400ms, k_now);
+    const auto start = Clock::now();
+    auto e = error_of([&] { c.fetch({"lab-aws"}, Secret("v2/tok/en/ctr")); });
+    const auto waited = Clock::now() - start;
+    REQUIRE(e.has_value());
+    CHECK(code_of(*e) == 69);
+    CHECK_CONTAINS(e->what(), fmt::format("HTTP {}", status));
+    CHECK_CONTAINS(e->what(), "the server asked to retry after 30s");
+    CHECK(t.rounds.size() == 1);
+    CHECK(waited >= 350ms);
+    CHECK(waited < 3s);
+  }
+}
+
+TEST_CASE("a 429 that lasts until the deadline is exit 69, as a 5xx is") {
+  FakeArvados t([&](const std::string&) { return refused(429, std::nullopt); });
+  Client c(config(), t, Clock::now() + 300ms, k_now);
+  auto e = error_of([&] { c.fetch({"lab-aws"}, Secret("v2/tok/en/ctr")); });
+  REQUIRE(e.has_value());
+  CHECK(code_of(*e) == 69);
+  CHECK_CONTAINS(e->what(), "HTTP 429");
+  CHECK(std::string(e->what()).find("asked to retry") == std::string::npos);
+  CHECK(t.rounds.size() > 1);
 }
 
 TEST_CASE("no token: a configuration error naming ARVADOS_API_TOKEN, no request") {

@@ -34,6 +34,15 @@ std::chrono::milliseconds backoff_delay(unsigned attempt, std::mt19937_64& rng);
 // standby, overloaded, or a proxy in front), the statuses that header is defined for here.
 std::optional<std::chrono::milliseconds> honoured_retry_after(const Response& response);
 
+// The longest Retry-After honoured among `responses[i]` for each `i` in `which` (the requests
+// about to be retried together), or nothing when none asked.
+std::optional<std::chrono::milliseconds> longest_retry_after(const std::vector<Response>& responses,
+                                                             const std::vector<std::size_t>& which);
+
+// A Retry-After as the server gave it, for messages: whole seconds ("30s"), or tenths ("2.9s")
+// for a date's.
+std::string retry_after_text(std::chrono::milliseconds delay);
+
 // How long to wait before the next attempt, `remaining` before the --wait deadline.
 struct RetryWait {
   std::chrono::milliseconds delay{0};

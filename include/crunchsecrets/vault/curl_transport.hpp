@@ -66,8 +66,9 @@ struct CurlTransfer {
             std::size_t index);
   // Appends a header line; the line is wiped when the transfer ends.
   void add_header(const char* line);
-  // Sends the answer's body to `response.body`; a body over k_max_body ends the transfer with a
-  // write error and sets `response.too_large`.
+  // Sends the answer's body to `response.body` (a body over k_max_body ends the transfer with a
+  // write error and sets `response.too_large`) and its Retry-After, parsed, to
+  // `response.retry_after`; no other header is kept.
   void receive_into(Response& response);
   // Sets the headers and adds the handle to `multi`.
   void start(CURLM* multi);
