@@ -11,6 +11,7 @@ looked up with the root token: revoked, Vault answers 403 "bad token"."""
 from __future__ import annotations
 
 import json
+import time
 from urllib.parse import urlparse
 
 import pytest
@@ -23,8 +24,8 @@ from test_supervise_db import live_leases
 
 # A file that renders fine, so that a failure in the environment would leave it behind if the
 # run wrote anything before rendering everything.
-MANIFEST = json.dumps({"version": 1, "files": [
-    {"path": "app.conf", "template": "password = ${vault:secret/data/app#password}\n"}]})
+FILES = [{"path": "app.conf", "template": "password = ${vault:secret/data/app#password}\n"}]
+MANIFEST = json.dumps({"version": 1, "files": FILES})
 MISSING_KEY = "vault:secret/data/app#no_such_key"
 LOGINS = ("/v1/auth/approle/login", "/v1/sys/wrapping/unwrap", "/v1/auth/arvados/login")
 REVOKE = "/v1/auth/token/revoke-self"
@@ -76,13 +77,13 @@ def assert_valid(bao, token: str, what: str) -> None:
     assert status == 200, f"{what}: the token was revoked (lookup: HTTP {status} {errors})"
 
 
-def failed_run(cs, bao, env: dict, mode: str, *extra: str, token=None):
+def failed_run(cs, bao, env: dict, mode: str, *extra: str, token=None, manifest=MANIFEST):
     """Runs crunch-secrets through a TokenCatcher; returns the result, the tokens Vault issued
     and how many revoke-self requests were sent."""
     catcher = TokenCatcher(bao)
     try:
         args = ["run", *(["--supervise"] if mode == "supervise" else []), *extra, "--", "{probe}"]
-        r = cs.run(args, dict(env, VAULT_ADDR=catcher.addr, CRUNCH_SECRETS_MANIFEST_JSON=MANIFEST),
+        r = cs.run(args, dict(env, VAULT_ADDR=catcher.addr, CRUNCH_SECRETS_MANIFEST_JSON=manifest),
                    bao=bao, token=token)
     finally:
         catcher.close()
@@ -119,11 +120,11 @@ def test_a_nul_in_an_environment_value_after_a_login_revokes_the_token(cs, bao, 
 
 
 def test_an_engine_mismatch_after_a_login_revokes_the_token(cs, bao, world):
-    # A KV v1 value at a path that looks like KV v2 (".../data/..."): the answer has no
-    # data.data, which the resolver refuses after the read.
-    bao.api("POST", "kv/data/frengine", {"v": "plain"})
-    r, tokens, _ = failed_run(cs, bao, dict(approle_env(world), X="vault:kv/data/frengine#v"),
-                              "exec")
+    # A KV v1 secret declared KV v2: the answer has no data.data, which the resolver refuses
+    # after the read.
+    manifest = json.dumps({"version": 1, "files": FILES, "env": {"X": "${secret:a}"},
+                           "secrets": {"a": {"path": "kv/app", "engine": "kv2", "key": "token"}}})
+    r, tokens, _ = failed_run(cs, bao, approle_env(world), "exec", manifest=manifest)
     assert r.code == 76, r.describe()
     assert len(tokens) == 1, f"{len(tokens)} logins"
     assert_revoked(bao, tokens[0], "engine mismatch")
@@ -201,4 +202,40 @@ def test_a_failure_after_a_dynamic_secret_revokes_its_lease_too(cs, make_bao, po
     assert r.report is None, "the command ran: " + r.describe()
     assert len(catcher.tokens) == 1, f"{len(catcher.tokens)} logins"
     assert_revoked(db, catcher.tokens[0], mode)
+    # Vault revokes a token's leases in the background after revoke-self answered.
+    deadline = time.monotonic() + 10
+    while live_leases(db) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert live_leases(db) == [], f"{mode}: the database lease outlived the failed run"
+
+
+@pytest.mark.parametrize("failure", ["files", "exec"])
+def test_a_run_that_fails_to_deliver_revokes_a_token_kept_for_a_lease(cs, make_bao, postgres,
+                                                                      failure):
+    # Exec mode keeps the token when a secret holds a lease the command needs; when the files
+    # then cannot be written (not tmpfs) or the command cannot be executed, nothing was
+    # delivered and the token (and the lease) must go.
+    db = make_bao(seeded=False)
+    configure_database_engine(db, postgres, default_ttl="60s", max_ttl="120s")
+    env = db_approle(db, token_ttl="10m", token_max_ttl="20m")
+    manifest = json.dumps({"version": 1, "secrets": {"db": {"path": "database/creds/app",
+                                                             "engine": "generic"}},
+                           "files": [{"path": "db.json", "secret": "db", "format": "json"}]})
+    env.update(USER="vault:database/creds/app#username", CRUNCH_SECRETS_MANIFEST_JSON=manifest)
+    sdir = (cs.disk_dir() if failure == "files" else cs.tmpfs_dir()) / "secrets"
+    command = "{probe}" if failure == "files" else "/nonexistent/command"
+    catcher = TokenCatcher(db)
+    try:
+        r = cs.run(["run", "--", command], dict(env, VAULT_ADDR=catcher.addr), bao=db, token=None,
+                   secrets_dir=sdir)
+    finally:
+        catcher.close()
+    assert r.code == (73 if failure == "files" else 127), r.describe()
+    assert r.report is None, "the command ran: " + r.describe()
+    assert not sdir.exists() and not sdir.is_symlink(), f"the secrets directory is left: {r.describe()}"
+    assert len(catcher.tokens) == 1, f"{len(catcher.tokens)} logins"
+    assert_revoked(db, catcher.tokens[0], failure)
+    deadline = time.monotonic() + 10
+    while live_leases(db) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert live_leases(db) == [], f"{failure}: the database lease outlived the failed run"
