@@ -16,7 +16,13 @@ namespace {
 
 constexpr std::array<int, 4> k_signals{SIGTERM, SIGINT, SIGHUP, SIGQUIT};
 
-volatile std::sig_atomic_t g_signal = 0;
+// The first stop signal, set by the handler. A lock-free atomic is as safe in a signal handler as
+// volatile sig_atomic_t (C++17 [support.signal]: lock-free atomic operations are signal-safe), and
+// it also orders the handler's write with the reads of the arming thread and of the transfer loop
+// running elsewhere, which a volatile does not.
+std::atomic<int> g_signal{0};
+static_assert(std::atomic<int>::is_always_lock_free,
+              "the stop handler needs a lock-free atomic to be async-signal-safe");
 // The pipe stays open once made: a handler running in another thread while the stop is disarmed
 // must not write into a descriptor number that something else reuses.
 int g_pipe[2] = {-1, -1};
@@ -27,9 +33,9 @@ std::function<void()> g_action;
 
 void on_signal(int signo) {
   const int saved_errno = errno;
-  if (g_signal == 0) {
-    g_signal = signo;
-  }
+  // The first signal is the one the process dies of.
+  int none = 0;
+  g_signal.compare_exchange_strong(none, signo);
   const char byte = 1;
   // Nonblocking: a full pipe is already readable.
   [[maybe_unused]] const ssize_t n = ::write(g_pipe[1], &byte, 1);
@@ -64,7 +70,7 @@ void arm() {
   if (g_pipe[0] < 0 && ::pipe2(g_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
     return; // without the pipe the signals keep their default action, as before
   }
-  g_signal = 0;
+  g_signal.store(0);
   for (std::size_t i = 0; i < k_signals.size(); ++i) {
     struct sigaction old {};
     if (g_caught[i] || ::sigaction(k_signals[i], nullptr, &old) != 0 || old.sa_handler == SIG_IGN) {
@@ -86,7 +92,7 @@ void set_action(std::function<void()> action) {
 }
 
 int requested() noexcept {
-  return g_signal;
+  return g_signal.load();
 }
 
 int fd() noexcept {
@@ -123,7 +129,7 @@ void act_if_requested() noexcept {
   }
   restore_dispositions();
   // The action's own requests must not act again.
-  g_signal = 0;
+  g_signal.store(0);
   if (g_action) {
     try {
       g_action();
@@ -138,6 +144,10 @@ void disarm_or_act() noexcept {
   restore_dispositions();
   act_if_requested();
   g_action = nullptr;
+}
+
+Guard::~Guard() {
+  disarm_or_act();
 }
 
 } // namespace cs::util::stop

@@ -35,4 +35,16 @@ void act_if_requested() noexcept;
 // none is lost. After it, the signals act at once again.
 void disarm_or_act() noexcept;
 
+// Calls `disarm_or_act` when it goes out of scope, however the scope is left. Declared right
+// after the objects the action refers to, it is destroyed before them: once they are gone, no
+// handler is installed and no action refers to them, so a signal that arrives while an error
+// unwinds the stack or is reported acts by its default disposition and touches nothing.
+class Guard {
+public:
+  Guard() = default;
+  Guard(const Guard&) = delete;
+  Guard& operator=(const Guard&) = delete;
+  ~Guard();
+};
+
 } // namespace cs::util::stop
