@@ -343,31 +343,58 @@ std::string check_without_login(vault::Client& client, const AuthOptions& o,
   return {};
 }
 
+void revoke_obtained_token(const vault::Config& config, const util::Secret& token,
+                           std::string_view when) noexcept {
+  // A new connection with a short timeout and no retry: the process is about to end and must
+  // not linger.
+  constexpr std::chrono::milliseconds k_limit{2000};
+  try {
+    vault::Config quick = config;
+    quick.client_timeout = k_limit;
+    quick.max_retries = 0;
+    vault::CurlTransport transport(quick);
+    vault::Client revoker(quick, transport, vault::Clock::now() + k_limit);
+    revoker.use_token(token);
+    revoker.revoke_self();
+    util::log::debug("{}: revoked crunch-secrets' Vault token", when);
+  } catch (const std::exception& e) {
+    try {
+      util::log::warning("{}: could not revoke crunch-secrets' Vault token, which stays valid "
+                         "until its TTL ends: {}",
+                         when, e.what());
+    } catch (...) {
+      // Nothing is left to say it with.
+    }
+  }
+}
+
 void revoke_on_stop(const std::optional<vault::Client>& client, const vault::Config& config,
                     bool keep_token) {
   util::stop::set_action([&client, &config, keep_token] {
     if (!client || !client->owns_token() || !client->logged_in() || keep_token) {
       return;
     }
-    // Nothing was delivered, so a lease the token holds goes with it. A new connection with a
-    // short timeout and no retry: the process is asked to stop and must not linger.
-    constexpr std::chrono::milliseconds k_limit{2000};
-    vault::Config quick = config;
-    quick.client_timeout = k_limit;
-    quick.max_retries = 0;
-    try {
-      vault::CurlTransport transport(quick);
-      vault::Client revoker(quick, transport, vault::Clock::now() + k_limit);
-      revoker.use_token(client->token());
-      revoker.revoke_self();
-      util::log::debug("stopped by a signal: revoked crunch-secrets' Vault token");
-    } catch (const Error& e) {
-      util::log::warning("stopped by a signal: could not revoke crunch-secrets' Vault token, "
-                         "which stays valid until its TTL ends: {}",
-                         e.what());
-    }
+    // Nothing was delivered, so a lease the token holds goes with it.
+    revoke_obtained_token(config, client->token(), "stopped by a signal");
   });
   util::stop::arm();
+}
+
+void revoke_after_failure(std::optional<vault::Client>& client, const vault::Config& config,
+                          bool keep_token) noexcept {
+  // A stop that cut the run short is a stop: the action revokes, the process dies of the signal.
+  util::stop::act_if_requested();
+  if (client && client->owns_token() && client->logged_in()) {
+    if (keep_token) {
+      util::log::debug("the run failed: keeping crunch-secrets' Vault token (--keep-token)");
+    } else {
+      // Armed still: a stop meanwhile cuts the request short and revokes anew before dying.
+      revoke_obtained_token(config, client->token(), "the run failed");
+    }
+  }
+  // The token is gone (or kept): a stop action has nothing left to do.
+  client.reset();
+  util::stop::disarm_or_act();
 }
 
 } // namespace cs::core

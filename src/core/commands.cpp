@@ -12,9 +12,11 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 
@@ -146,12 +148,25 @@ int run_supervised_command(const CommonOptions& o, const Prepared& p) {
 }
 
 // The Vault connection of a run; the client refers to the configuration and the transport, so
-// the three live together.
+// the three live together. The stop action (revoke_on_stop) refers to the client and the
+// configuration: `stop`, declared last, is destroyed first and disarms it, so that however the
+// run ends no handler or action outlives them.
 struct VaultConnection {
   std::optional<vault::Config> config;
   std::optional<vault::CurlTransport> transport;
   std::optional<vault::Client> client;
+  util::stop::Guard stop;
 };
+
+// After a failure from the login on: the token obtained is revoked unless kept, and the stop
+// disarmed (revoke_after_failure). Without a connection there is only the stop to disarm.
+void fail_after_login(VaultConnection& vc, bool keep_token) noexcept {
+  if (vc.config) {
+    revoke_after_failure(vc.client, *vc.config, keep_token);
+  } else {
+    util::stop::disarm_or_act();
+  }
+}
 
 // What a run read: Vault's answers in the order of `plan.fetches`, and the Arvados credentials.
 struct RunData {
@@ -168,7 +183,7 @@ RunData fetch_for_run(const CommonOptions& o, const Plan& plan, VaultConnection&
   RunData data;
   const AuthOptions auth = merge_auth(o.auth, plan.manifest.get(), getenv_opt);
   // A stop signal from the login on revokes the token obtained (revoke_on_stop); run_command
-  // disarms it once the token is revoked or kept.
+  // disarms it once the token is revoked or kept, or after a failure (fail_after_login).
   const auto vault_part = [&] {
     if (plan.fetches.empty()) {
       return;
@@ -190,22 +205,43 @@ RunData fetch_for_run(const CommonOptions& o, const Plan& plan, VaultConnection&
         vc.transport->protocol(),
         std::chrono::duration_cast<std::chrono::milliseconds>(vault::Clock::now() - start).count());
   };
-  try {
-    data.credentials =
-        with_credentials(plan, getenv_opt, auth.arvados_token_file, deadline, vault_part);
-  } catch (...) {
-    // A stop that cut a transfer short is acted on here, not reported as an error.
-    util::stop::disarm_or_act();
-    throw;
-  }
+  data.credentials =
+      with_credentials(plan, getenv_opt, auth.arvados_token_file, deadline, vault_part);
   return data;
 }
 
+// What the command gets, rendered in memory before anything is written.
+struct ExecInputs {
+  std::optional<Resolver> resolver;
+  std::vector<util::Secret> argv;
+  EnvBlock env;
+};
+
+// Renders everything before writing anything, so a missing key leaves nothing behind.
+void render_for_exec(const CommonOptions& o, const Prepared& p, RunData& data, ExecInputs& in) {
+  const Plan& plan = *p.plan;
+  // Without fetches (literal-only templates) the resolver has nothing to look up but still
+  // renders, so every sink has one.
+  const Resolver& resolver =
+      in.resolver.emplace(p.plan, std::move(data.fetched), std::move(data.credentials));
+  resolver.check_engines();
+  in.argv = build_child_argv(plan, &resolver);
+  ChildEnvOptions env_options;
+  env_options.pass_auth_env = o.pass_auth_env;
+  env_options.scrub_arvados_token = o.scrub_arvados_token;
+  if (!plan.files.empty()) {
+    env_options.secrets_dir = p.dir;
+  }
+  in.env = build_child_env(current_environ(), plan, &resolver, env_options);
+}
+
 // The token crunch-secrets obtained is useless to the command and must not outlive the run
-// (SECURITY.md, "Token revocation") unless a delivered secret's lease depends on it.
-void revoke_own_token(vault::Client& client, bool keep_token, const std::string& leased) {
+// (SECURITY.md, "Token revocation") unless a delivered secret's lease depends on it. Returns the
+// token when it is kept for such a lease, so that a run which then fails to deliver (files,
+// exec) can still revoke it; otherwise an empty secret.
+util::Secret revoke_own_token(vault::Client& client, bool keep_token, const std::string& leased) {
   if (!client.owns_token()) {
-    return;
+    return {};
   }
   if (keep_token) {
     util::log::debug("keeping crunch-secrets' Vault token (--keep-token)");
@@ -213,6 +249,7 @@ void revoke_own_token(vault::Client& client, bool keep_token, const std::string&
     util::log::debug("keeping crunch-secrets' Vault token: {} holds a lease that revoking it "
                      "would revoke too",
                      leased);
+    return client.token();
   } else {
     try {
       client.revoke_self();
@@ -224,13 +261,15 @@ void revoke_own_token(vault::Client& client, bool keep_token, const std::string&
                          e.what());
     }
   }
+  return {};
 }
 
 // Writes the plan's files. From the first file written to exec, SIGTERM and the like wait, so
 // they cannot leave temporary or half-delivered files behind; one that arrived is acted on
-// after cleaning up.
+// after cleaning up and running `before_dying`.
 std::optional<FileDelivery> write_run_files(const Plan& plan, const Resolver& resolver,
-                                            const std::string& dir, bool allow_non_tmpfs) {
+                                            const std::string& dir, bool allow_non_tmpfs,
+                                            const std::function<void()>& before_dying) {
   if (plan.files.empty()) {
     return std::nullopt;
   }
@@ -239,6 +278,7 @@ std::optional<FileDelivery> write_run_files(const Plan& plan, const Resolver& re
   util::log::debug("wrote {} file(s) in {}", files.count(), dir);
   if (const int sig = blocked.pending()) {
     files.remove_all();
+    before_dying();
     blocked.die_of(sig);
   }
   blocked.restore();
@@ -262,23 +302,19 @@ int run_command(const CommonOptions& o) {
   }
 
   VaultConnection vc;
-  RunData data = fetch_for_run(o, plan, vc, start);
-  // Without fetches (literal-only templates) the resolver has nothing to look up but still
-  // renders, so every sink has one.
-  const Resolver resolver(p.plan, std::move(data.fetched), std::move(data.credentials));
-  resolver.check_engines();
-
-  // Render everything before writing anything, so a missing key leaves nothing behind.
-  std::vector<util::Secret> argv = build_child_argv(plan, &resolver);
-  ChildEnvOptions env_options;
-  env_options.pass_auth_env = o.pass_auth_env;
-  env_options.scrub_arvados_token = o.scrub_arvados_token;
-  if (!plan.files.empty()) {
-    env_options.secrets_dir = p.dir;
+  ExecInputs in;
+  std::string leased;
+  try {
+    RunData data = fetch_for_run(o, plan, vc, start);
+    leased = data.leased;
+    render_for_exec(o, p, data, in);
+  } catch (...) {
+    fail_after_login(vc, o.supervise.keep_token);
+    throw;
   }
-  EnvBlock env = build_child_env(current_environ(), plan, &resolver, env_options);
+  util::Secret kept;
   if (vc.client) {
-    revoke_own_token(*vc.client, o.supervise.keep_token, data.leased);
+    kept = revoke_own_token(*vc.client, o.supervise.keep_token, leased);
   }
   // From here a stop signal acts at once again (or, while files are written, waits for them to
   // be removed): the token is revoked or deliberately kept.
@@ -286,15 +322,26 @@ int run_command(const CommonOptions& o) {
   // Done with Vault: close its connections now, or their sockets would reach the command.
   vc.client.reset();
   vc.transport.reset();
-  std::optional<FileDelivery> files = write_run_files(plan, resolver, p.dir, o.allow_non_tmpfs);
-
-  const int e = exec_child(argv, env);
-  if (files) {
-    files->remove_all();
+  // A token kept for a lease goes with a run that delivers nothing after all.
+  const auto revoke_kept = [&] {
+    if (!kept.empty()) {
+      revoke_obtained_token(*vc.config, kept, "the run failed");
+    }
+  };
+  try {
+    std::optional<FileDelivery> files =
+        write_run_files(plan, *in.resolver, p.dir, o.allow_non_tmpfs, revoke_kept);
+    const int e = exec_child(in.argv, in.env);
+    if (files) {
+      files->remove_all();
+    }
+    const ExitCode code =
+        e == ENOENT || e == ENOTDIR ? ExitCode::command_not_found : ExitCode::not_executable;
+    throw Error(code, "cannot execute '{}': {}", o.command.front(), std::strerror(e));
+  } catch (...) {
+    revoke_kept();
+    throw;
   }
-  const ExitCode code =
-      e == ENOENT || e == ENOTDIR ? ExitCode::command_not_found : ExitCode::not_executable;
-  throw Error(code, "cannot execute '{}': {}", o.command.front(), std::strerror(e));
 }
 
 namespace {

@@ -253,16 +253,41 @@ void warn_of_expiry(const CredentialValues& credentials) {
 }
 
 // The Vault side of a supervised run; the client refers to the transport, so they live together.
+// The stop action (revoke_on_stop) refers to the client: `stop`, declared last, is destroyed
+// first and disarms it, so that however the run ends no handler or action outlives the client.
 struct SupervisedVault {
   std::optional<vault::CurlTransport> transport;
   std::optional<vault::Client> client;
   std::vector<vault::Fetched> fetched;
   AuthMethod method = AuthMethod::token;
+  util::stop::Guard stop;
+};
+
+// From the fetch until the session owns the token and the leases (its shutdown revokes them),
+// a failure revokes the token crunch-secrets obtained here, its leases with it
+// (revoke_after_failure). Declared right after the Vault side, it acts before that goes.
+class RevokeUntilSession {
+public:
+  RevokeUntilSession(SupervisedVault& v, const SuperviseContext& ctx) : m_v(v), m_ctx(ctx) {}
+  RevokeUntilSession(const RevokeUntilSession&) = delete;
+  RevokeUntilSession& operator=(const RevokeUntilSession&) = delete;
+  ~RevokeUntilSession() {
+    if (!m_released) {
+      revoke_after_failure(m_v.client, m_ctx.config, m_ctx.options.keep_token);
+    }
+  }
+  // The session took over.
+  void release() { m_released = true; }
+
+private:
+  SupervisedVault& m_v;
+  const SuperviseContext& m_ctx;
+  bool m_released = false;
 };
 
 // Logs in and reads; Vault and the Arvados credentials API are asked at the same time, as in
 // exec mode. A stop signal from the login until run_supervised disarms it revokes the token
-// obtained (revoke_on_stop).
+// obtained (revoke_on_stop), and so does a failure here (revoke_after_failure).
 CredentialValues fetch_supervised(const Plan& plan, const SuperviseContext& ctx,
                                   vault::Clock::time_point start, SupervisedVault& v) {
   try {
@@ -277,7 +302,7 @@ CredentialValues fetch_supervised(const Plan& plan, const SuperviseContext& ctx,
       }
     });
   } catch (...) {
-    util::stop::disarm_or_act();
+    revoke_after_failure(v.client, ctx.config, ctx.options.keep_token);
     throw;
   }
 }
@@ -293,6 +318,7 @@ int run_supervised(const std::shared_ptr<const Plan>& shared_plan, const Supervi
   const Plan& plan = *shared_plan;
   SupervisedVault v;
   CredentialValues credentials = fetch_supervised(plan, ctx, vault::Clock::now(), v);
+  RevokeUntilSession revoke_until_session(v, ctx);
   // From here on crunch-secrets holds leases and writes files: signals are blocked (a Ctrl-C
   // during a long login still ends it at once, after revoking the token) and read from a
   // signalfd once the child runs; a SIGTERM meanwhile waits and is forwarded to the child. A
@@ -316,6 +342,7 @@ int run_supervised(const std::shared_ptr<const Plan>& shared_plan, const Supervi
   }
   Session session(shared_plan, v.fetched, *vault_ops, effects, settings, Clock::now(),
                   std::move(credentials));
+  revoke_until_session.release();
   std::optional<FileDelivery> files;
   try {
     session.begin(Clock::now());

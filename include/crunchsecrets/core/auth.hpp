@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace cs::core {
 
@@ -78,5 +79,20 @@ void login(vault::Client& client, const AuthOptions& options, const vault::EnvLo
 // uses `client`; `client` and `config` must outlive the disarming.
 void revoke_on_stop(const std::optional<vault::Client>& client, const vault::Config& config,
                     bool keep_token);
+
+// Revokes `token`, which crunch-secrets obtained, with one `auth/token/revoke-self` over a new
+// connection with a 2 s limit and no retry, for a run that is about to end without delivering:
+// the leases the token created go with it. Success is a debug line, failure one warning line
+// (no secret in it), both starting with `when`; it never throws.
+void revoke_obtained_token(const vault::Config& config, const util::Secret& token,
+                           std::string_view when) noexcept;
+
+// For a run that fails from its own login on, before anything is delivered (SECURITY.md, "Token
+// revocation"): acts on a stop that was requested (the failure was the stop's doing), revokes
+// the token `client` obtained unless `keep_token` (a lease it holds is useless now, so it goes
+// too; a token the caller gave is never revoked), drops `client` and disarms the stop. The
+// caller then reports its error with its own exit code; a revocation that fails is a warning.
+void revoke_after_failure(std::optional<vault::Client>& client, const vault::Config& config,
+                          bool keep_token) noexcept;
 
 } // namespace cs::core
