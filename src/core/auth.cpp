@@ -388,7 +388,8 @@ void revoke_after_failure(std::optional<vault::Client>& client, const vault::Con
     if (keep_token) {
       util::log::debug("the run failed: keeping crunch-secrets' Vault token (--keep-token)");
     } else {
-      // Armed still: a stop meanwhile cuts the request short and revokes anew before dying.
+      // Before the stop is disarmed, a stop signal during this request cuts it short and the
+      // stop's action revokes anew before the process dies of it.
       revoke_obtained_token(config, client->token(), "the run failed");
     }
   }
