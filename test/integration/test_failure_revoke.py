@@ -17,10 +17,11 @@ from urllib.parse import urlparse
 import pytest
 
 from faultproxy import FORWARD, Action, FaultProxy
-from harness import CANARIES
+from harness import CANARIES, Runner
 from postgres import configure_database_engine
 from test_supervise_db import approle as db_approle
 from test_supervise_db import live_leases
+from test_arvados_plugin import arv, plugin_dir, standin  # noqa: F401 (fixtures)
 
 # A file that renders fine, so that a failure in the environment would leave it behind if the
 # run wrote anything before rendering everything.
@@ -239,3 +240,34 @@ def test_a_run_that_fails_to_deliver_revokes_a_token_kept_for_a_lease(cs, make_b
     while live_leases(db) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert live_leases(db) == [], f"{failure}: the database lease outlived the failed run"
+
+
+@MODES
+def test_a_failure_after_an_arvados_login_revokes_the_token(acs_failure, arv, mode):
+    from test_arvados_plugin import ALICE_RUN1, container_token
+
+    r, tokens, _ = failed_run(acs_failure, arv, {"ARVADOS_API_TOKEN": container_token(ALICE_RUN1),
+                                                 "X": "vault:secret/data/lab/db#no_such_key"},
+                              mode, "--auth", "arvados", "--arvados-role", "lab",
+                              manifest=json.dumps({"version": 1}))
+    assert r.code == 79, r.describe()
+    assert len(tokens) == 1, f"{len(tokens)} logins"
+    assert_revoked(arv, tokens[0], f"Arvados login, {mode}")
+
+
+@MODES
+def test_a_failure_after_a_wrapped_secret_id_login_revokes_the_token(cs, bao, world, mode):
+    resp = bao.api("POST", "auth/approle/role/test/secret-id", headers={"X-Vault-Wrap-TTL": "300s"})
+    wrapping = CANARIES.add("failure revoke wrapped secret id", resp["wrap_info"]["token"])
+    r, tokens, _ = failed_run(cs, bao, {"CRUNCH_SECRETS_WRAPPED_TOKEN": wrapping, "X": MISSING_KEY},
+                              mode, "--auth", "wrapped", "--role-id", world.role_id)
+    assert r.code == 79, r.describe()
+    assert len(tokens) == 1, f"{len(tokens)} logins"
+    assert_revoked(bao, tokens[0], f"wrapped secret id, {mode}")
+
+
+@pytest.fixture
+def acs_failure(arv):
+    runner = Runner(arv)
+    yield runner
+    runner.cleanup()
