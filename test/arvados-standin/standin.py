@@ -27,7 +27,8 @@ Tests change the world while it runs through a control API, answered only to loo
     POST   /_control/credentials/{uuid}  {"expires_at": "2020-01-01T00:00:00Z"}  (any fields)
     DELETE /_control/credentials/{uuid}
     POST   /_control/outage              {"status": 503}  (0 ends it; API calls get that status)
-                                         optional: "retry_after": "2" (sent as Retry-After),
+                                         optional: "retry_after": "2" (sent as Retry-After;
+                                         a list sends one Retry-After header per value),
                                          "count": N (only the next N API calls; then it ends)
     POST   /_control/delay               {"ms": 20}  (every API answer waits that long; 0 ends it)
     GET    /_control/counters            API requests so far per endpoint: {"GET /arvados/v1/users/{uuid}": 3}
@@ -331,7 +332,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
-            self.send_header(name, value)
+            # A list is the same header repeated, as a hostile server may send it.
+            for v in value if isinstance(value, list) else [value]:
+                self.send_header(name, v)
         self.end_headers()
         self.wfile.write(data)
 
@@ -557,7 +560,10 @@ class Handler(BaseHTTPRequestHandler):
             if parts == ["outage"] and method == "POST":
                 w.outage = int(body.get("status", 0))
                 retry_after = body.get("retry_after")
-                w.outage_retry_after = None if retry_after is None else str(retry_after)
+                if isinstance(retry_after, list):
+                    w.outage_retry_after = [str(v) for v in retry_after]
+                else:
+                    w.outage_retry_after = None if retry_after is None else str(retry_after)
                 count = body.get("count")
                 w.outage_left = None if count is None else int(count)
                 return 200, {"status": w.outage}
