@@ -344,7 +344,7 @@ std::string check_without_login(vault::Client& client, const AuthOptions& o,
 }
 
 void revoke_obtained_token(const vault::Config& config, const util::Secret& token,
-                           std::string_view when) noexcept {
+                           const std::vector<util::Secret>& sent, std::string_view when) noexcept {
   // A new connection with a short timeout and no retry: the process is about to end and must
   // not linger.
   constexpr std::chrono::milliseconds k_limit{2000};
@@ -355,6 +355,8 @@ void revoke_obtained_token(const vault::Config& config, const util::Secret& toke
     vault::CurlTransport transport(quick);
     vault::Client revoker(quick, transport, vault::Clock::now() + k_limit);
     revoker.use_token(token);
+    // A hostile server may quote the secret id or Arvados token of the login in its refusal.
+    revoker.redact(sent);
     revoker.revoke_self();
     util::log::debug("{}: revoked crunch-secrets' Vault token", when);
   } catch (const std::exception& e) {
@@ -375,7 +377,7 @@ void revoke_on_stop(const std::optional<vault::Client>& client, const vault::Con
       return;
     }
     // Nothing was delivered, so a lease the token holds goes with it.
-    revoke_obtained_token(config, client->token(), "stopped by a signal");
+    revoke_obtained_token(config, client->token(), client->credentials(), "stopped by a signal");
   });
   util::stop::arm();
 }
@@ -390,7 +392,7 @@ void revoke_after_failure(std::optional<vault::Client>& client, const vault::Con
     } else {
       // Before the stop is disarmed, a stop signal during this request cuts it short and the
       // stop's action revokes anew before the process dies of it.
-      revoke_obtained_token(config, client->token(), "the run failed");
+      revoke_obtained_token(config, client->token(), client->credentials(), "the run failed");
     }
   }
   // The token is gone (or kept): a stop action has nothing left to do.

@@ -313,8 +313,12 @@ int run_command(const CommonOptions& o) {
     throw;
   }
   util::Secret kept;
+  std::vector<util::Secret> kept_sent;
   if (vc.client) {
     kept = revoke_own_token(*vc.client, o.supervise.keep_token, leased);
+    if (!kept.empty()) {
+      kept_sent = vc.client->credentials();
+    }
   }
   // From here a stop signal acts at once again (or, while files are written, waits for them to
   // be removed): the token is revoked or deliberately kept.
@@ -325,7 +329,7 @@ int run_command(const CommonOptions& o) {
   // A token kept for a lease goes with a run that delivers nothing after all.
   const auto revoke_kept = [&] {
     if (!kept.empty()) {
-      revoke_obtained_token(*vc.config, kept, "the run failed");
+      revoke_obtained_token(*vc.config, kept, kept_sent, "the run failed");
     }
   };
   try {

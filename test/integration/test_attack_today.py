@@ -279,3 +279,55 @@ def test_an_oversized_vault_answer_fails_fast(cs, bao, world):
     assert reads == 1, f"{reads} reads of an oversized answer"
     assert r.elapsed < 10, f"exit after {r.elapsed:.2f}s"
     print(f"Vault 40 MiB answer: exit 76 after {r.elapsed:.2f}s, {reads} read")
+
+
+# --- 1b. A stop signal during the revocation after a failure ---------------------------------
+
+@MODES
+def test_a_stop_during_the_revocation_after_a_failure_revokes_anew_and_dies(cs, bao, world, mode):
+    """A refused read fails the run; Vault holds its revoke-self; SIGTERM arrives meanwhile. The
+    held request is dropped, the stop's action sends one more revoke-self (answered) and the run
+    dies of SIGTERM within the action's 2 s: the token is revoked, nothing is left behind."""
+    import signal
+    import subprocess
+
+    from harness import crunch_secrets_bin
+    from test_signal_revoke import BIN_ENV, accessors, wait_until
+
+    u = urlparse(bao.addr)
+    held = Action(kind="stall_before", seconds=30, then=Action(kind="reset_before"))
+
+    def decide(n, method, path):
+        if path.startswith(REVOKE):
+            return held if proxy.count(REVOKE) <= 1 else FORWARD
+        return FORWARD
+
+    proxy = FaultProxy(u.hostname, u.port, decide)
+    secrets = cs.tmpfs_dir() / "secrets"
+    env = dict(BIN_ENV, VAULT_ADDR=proxy.addr, X="vault:secret/data/forbidden#value",
+               **approle_env(world))
+    extra = ["--supervise"] if mode == "supervise" else []
+    before = accessors(bao)
+    try:
+        p = subprocess.Popen([str(crunch_secrets_bin()), "run", "--secrets-dir", str(secrets),
+                              *extra, "--", "true"], env=env, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_until(lambda: proxy.count(REVOKE) > 0, p, "the revocation after the failure")
+        time.sleep(0.3)
+        sent = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+        took = time.monotonic() - sent
+        revokes = proxy.count(REVOKE)
+    finally:
+        proxy.close()
+    CANARIES.check(out, "run stdout")
+    CANARIES.check(err, "run stderr")
+    text = err.decode(errors="replace")
+    assert p.returncode == -signal.SIGTERM, (p.returncode, text)
+    assert took < 3, f"{mode}: {took:.2f}s from the signal to the exit"
+    assert revokes == 2, f"{mode}: {revokes} revoke-self request(s): {text}"
+    assert accessors(bao) == before, f"{mode}: the token the run obtained is still valid"
+    assert not secrets.exists(), f"the secrets directory is left: {list(secrets.rglob('*'))}"
+    print(f"{mode}: SIGTERM during a held revocation after a failure: died of it "
+          f"{took:.2f}s later, {revokes} revoke-self, token revoked")

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace cs::core {
 
@@ -83,9 +84,10 @@ void revoke_on_stop(const std::optional<vault::Client>& client, const vault::Con
 // Revokes `token`, which crunch-secrets obtained, with one `auth/token/revoke-self` over a new
 // connection with a 2 s limit and no retry, for a run that is about to end without delivering:
 // the leases the token created go with it. Success is a debug line, failure one warning line
-// (no secret in it), both starting with `when`; it never throws.
+// (no secret in it: `sent`, the credentials of the login that obtained the token, are redacted
+// from the server's message as the token is), both starting with `when`; it never throws.
 void revoke_obtained_token(const vault::Config& config, const util::Secret& token,
-                           std::string_view when) noexcept;
+                           const std::vector<util::Secret>& sent, std::string_view when) noexcept;
 
 // For a run that fails from its own login on, before anything is delivered (SECURITY.md, "Token
 // revocation"): acts on a stop that was requested (the failure was the stop's doing), revokes

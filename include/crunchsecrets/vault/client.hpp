@@ -149,6 +149,14 @@ public:
   bool logged_in() const { return !m_token.empty(); }
   // The client token in use (for `prepare`, which hands it to `cleanup` to revoke).
   const util::Secret& token() const { return m_token; }
+  // The credentials this client sent (its token, a secret id, a wrapping or Arvados token),
+  // which it redacts from every server message it reports.
+  const std::vector<util::Secret>& credentials() const { return m_credentials; }
+  // Redacts `sent` from server messages too: a client that revokes another's token must not
+  // report what a hostile server quotes of that client's credentials.
+  void redact(const std::vector<util::Secret>& sent) {
+    m_credentials.insert(m_credentials.end(), sent.begin(), sent.end());
+  }
   const std::string& address() const { return m_config.address; }
   // When retrying stops (--wait); reading a credential from standard input waits no longer.
   Clock::time_point deadline() const { return m_deadline; }
