@@ -265,7 +265,8 @@ struct SupervisedVault {
 
 // From the fetch until the session owns the token and the leases (its shutdown revokes them),
 // a failure revokes the token crunch-secrets obtained here, its leases with it
-// (revoke_after_failure). Declared right after the Vault side, it acts before that goes.
+// (revoke_after_failure). Declared after the Vault side and the signal block, it acts before
+// either goes.
 class RevokeUntilSession {
 public:
   RevokeUntilSession(SupervisedVault& v, const SuperviseContext& ctx) : m_v(v), m_ctx(ctx) {}
@@ -318,12 +319,15 @@ int run_supervised(const std::shared_ptr<const Plan>& shared_plan, const Supervi
   const Plan& plan = *shared_plan;
   SupervisedVault v;
   CredentialValues credentials = fetch_supervised(plan, ctx, vault::Clock::now(), v);
-  RevokeUntilSession revoke_until_session(v, ctx);
   // From here on crunch-secrets holds leases and writes files: signals are blocked (a Ctrl-C
   // during a long login still ends it at once, after revoking the token) and read from a
   // signalfd once the child runs; a SIGTERM meanwhile waits and is forwarded to the child. A
   // stop that arrived before the block is acted on (the token revoked) when disarming.
   supervise::SignalBlock block;
+  // Declared after the block so that it is destroyed first: a failure before the session
+  // takes over revokes while signals are still blocked, and a stop signal that waited is
+  // delivered only after that, when the block restores the mask.
+  RevokeUntilSession revoke_until_session(v, ctx);
   util::stop::disarm_or_act();
   warn_of_expiry(credentials);
   const supervise::SupervisorOptions sopts = supervisor_options(plan, ctx);
