@@ -20,23 +20,18 @@ import urllib.request
 import pytest
 
 from harness import CANARIES
-from test_arvados_source import ALICE_RUN1, CRED, TlsStandin, container_token
+from test_arvados_source import ALICE_RUN1, CRED, container_token
+from test_arvados_source import arvs  # noqa: F401 (a pytest fixture: the TLS stand-in)
 
 pytestmark = pytest.mark.offline
 
 REF = "arvados:credential/lab-db#secret"
 
 
-@pytest.fixture(scope="module")
-def arvs():
-    s = TlsStandin()
-    yield s
-    s.stop()
-
-
 @pytest.fixture
 def standin(arvs):
-    # A fresh world and request log for each test; an outage left on ends here too.
+    # A fresh world and request log for each test; an outage left on ends here too
+    # (test_attack_today uses this fixture as well).
     arvs.control("POST", "reset")
     yield arvs
     arvs.control("POST", "reset")

@@ -23,7 +23,8 @@ import pytest
 from faultproxy import FORWARD, Action, FaultProxy
 from harness import CANARIES
 from test_arvados_retry_after import api_calls, fetch
-from test_arvados_source import TlsStandin
+from test_arvados_retry_after import standin  # noqa: F401 (a pytest fixture: a reset stand-in)
+from test_arvados_source import arvs  # noqa: F401 (a pytest fixture: the TLS stand-in)
 from test_failure_revoke import LOGINS, MANIFEST, MISSING_KEY, REVOKE, approle_env, assert_revoked
 
 MODES = pytest.mark.parametrize("mode", ["exec", "supervise"])
@@ -199,19 +200,6 @@ def test_a_revocation_answered_with_a_reset_still_revokes_nothing_else(cs, bao, 
 
 
 # --- 2. Hostile Retry-After from the Arvados API ---------------------------------------------
-
-@pytest.fixture(scope="module")
-def arvs():
-    s = TlsStandin()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def standin(arvs):
-    arvs.control("POST", "reset")
-    yield arvs
-    arvs.control("POST", "reset")
 
 
 def hostile_values():
